@@ -1,0 +1,101 @@
+"""trainhooks: a PyTorch training engine whose every lifecycle event is a pluggy hook.
+
+Public API::
+
+    import trainhooks
+
+    @trainhooks.hookimpl
+    def on_fit_epoch_end(trainer): ...          # a pluggy-style plugin function
+
+    class MyCallback(trainhooks.Callback):      # a Keras/Ultralytics-style callback
+        def on_train_epoch_end(self, trainer): ...
+
+    trainer = trainhooks.Trainer(model, loss_fn=..., optimizer=..., callbacks=[MyCallback()])
+    trainer.fit(train_loader, val_loader)
+
+``import trainhooks`` is cheap (no torch): the Trainer and tasks load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
+
+from trainhooks.callbacks import BaseCallback, Callback, LambdaCallback
+from trainhooks.errors import (
+    CheckpointError,
+    ConfigError,
+    DuplicatePluginError,
+    ExportFormatError,
+    HookArgumentError,
+    HookError,
+    PluginError,
+    PluginLoadError,
+    PluginValidationError,
+    TaskError,
+    TrainhooksError,
+    UnknownHookError,
+    UnknownPluginError,
+)
+from trainhooks.hookspecs.markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+
+if TYPE_CHECKING:
+    from trainhooks.host import PluginHost
+    from trainhooks.tasks import Task, digits_task
+    from trainhooks.trainer import FitResult, Trainer, seed_everything
+
+try:
+    __version__ = _metadata.version("trainhooks")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+_LAZY = {
+    "Trainer": "trainhooks.trainer",
+    "FitResult": "trainhooks.trainer",
+    "seed_everything": "trainhooks.trainer",
+    "Task": "trainhooks.tasks",
+    "digits_task": "trainhooks.tasks",
+    "PluginHost": "trainhooks.host",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trainhooks' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PROJECT_NAME",
+    "BaseCallback",
+    "Callback",
+    "CheckpointError",
+    "ConfigError",
+    "DuplicatePluginError",
+    "ExportFormatError",
+    "FitResult",
+    "HookArgumentError",
+    "HookError",
+    "LambdaCallback",
+    "PluginError",
+    "PluginHost",
+    "PluginLoadError",
+    "PluginValidationError",
+    "Task",
+    "TaskError",
+    "Trainer",
+    "TrainhooksError",
+    "UnknownHookError",
+    "UnknownPluginError",
+    "__version__",
+    "digits_task",
+    "hookimpl",
+    "hookspec",
+    "seed_everything",
+]

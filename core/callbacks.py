@@ -1,0 +1,185 @@
+"""Callbacks without pluggy markers: Keras/Ultralytics-style objects and plain functions.
+
+Three ways, all ending in the same plugin manager as entry-point plugins:
+
+* subclass :class:`Callback` (alias ``BaseCallback``) and override methods named after hooks;
+* pass any object with such methods in ``Trainer(callbacks=[...])``;
+* ``trainer.add_callback("on_train_epoch_end", fn)``, or ``LambdaCallback(on_train_end=fn)``.
+
+A method or event that is not a hook is an error with a suggestion, never silently ignored.
+A function may take the hook's arguments by name (``def fn(trainer, batch)``) or a single
+positional parameter of any name, which receives the trainer (``lambda t: ...``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from pluggy._hooks import varnames
+
+from trainhooks import hookspecs
+from trainhooks.errors import HookArgumentError, UnknownHookError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from trainhooks.options import OptionGroup
+    from trainhooks.trainer import Trainer
+
+
+@lru_cache(maxsize=1)
+def hook_signatures() -> dict[str, tuple[str, ...]]:
+    """Every hook name and the argument names its spec passes, in documentation order."""
+    sigs: dict[str, tuple[str, ...]] = {}
+    for module in hookspecs.SPEC_MODULES:
+        for name, value in vars(module).items():
+            if callable(value) and hasattr(value, hookspecs.PROJECT_NAME + "_spec"):
+                sigs[name] = varnames(value)[0]
+    return sigs
+
+
+class Callback:
+    """Base class for callback objects: override the methods named after the hooks you need.
+
+    Methods you do not override cost nothing (they are not registered). A method whose name
+    starts with ``on_`` but is no hook raises :class:`~trainhooks.UnknownHookError` with a
+    suggestion. Arguments are taken by name, any subset of the hook's (see ``trainhooks hooks``).
+
+    Class attributes:
+
+    * ``default_enabled`` — when the class is an entry-point plugin: ``False`` makes it opt-in
+      (installed and listed, but run only with ``-p NAME``).
+    * ``rank_zero_only`` — in distributed runs, call this callback on global rank zero only.
+
+    Override :meth:`state_dict` / :meth:`load_state_dict` to have state saved in checkpoints.
+    """
+
+    default_enabled: bool = True
+    rank_zero_only: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to save in checkpoints under ``checkpoint["plugins"][<plugin name>]``."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    # The stubs below exist for editors and type checkers; un-overridden ones are never called.
+    def add_options(self, parser: OptionGroup) -> None: ...
+    def configure(self, trainer: Trainer) -> None: ...
+    def on_pretrain_routine_start(self, trainer: Trainer) -> None: ...
+    def on_pretrain_routine_end(self, trainer: Trainer) -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_train_epoch_start(self, trainer: Trainer) -> None: ...
+    def on_train_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None: ...
+    def on_before_backward(self, trainer: Trainer, loss: torch.Tensor) -> None: ...
+    def on_after_backward(self, trainer: Trainer) -> None: ...
+    def on_before_optimizer_step(self, trainer: Trainer, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_before_zero_grad(self, trainer: Trainer, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_train_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None: ...
+    def on_train_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_fit_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+    def teardown(self, trainer: Trainer, stage: str) -> None: ...
+    def on_exception(self, trainer: Trainer, exception: BaseException) -> None: ...
+    def should_stop(self, trainer: Trainer) -> str | bool | None: ...
+    def on_save_checkpoint(self, trainer: Trainer, checkpoint: dict[str, Any]) -> None: ...
+    def on_load_checkpoint(self, trainer: Trainer, checkpoint: dict[str, Any]) -> None: ...
+    def on_model_save(self, trainer: Trainer, path: Path) -> None: ...
+    def on_val_start(self, trainer: Trainer) -> None: ...
+    def on_val_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None: ...
+    def on_val_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None: ...
+    def on_val_end(self, trainer: Trainer) -> None: ...
+    def on_predict_start(self, trainer: Trainer) -> None: ...
+    def on_predict_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None: ...
+    def on_predict_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, outputs: Any) -> None: ...
+    def on_predict_end(self, trainer: Trainer) -> None: ...
+    def on_export_start(self, trainer: Trainer, format: str) -> None: ...
+    def on_export_end(self, trainer: Trainer, format: str, path: Path) -> None: ...
+    def export_formats(self, trainer: Trainer) -> list[str] | None: ...
+    def export_model(self, trainer: Trainer, model: torch.nn.Module, format: str, path: Path) -> Path | None: ...
+
+
+BaseCallback = Callback
+"""Alias of :class:`Callback` (the name Ultralytics users know)."""
+
+
+def is_callback_stub(plugin: Any, name: str) -> bool:
+    """True when ``plugin.<name>`` is :class:`Callback`'s own stub, i.e. not overridden."""
+    if name in getattr(plugin, "__dict__", {}):
+        return False
+    base = Callback.__dict__.get(name)
+    return base is not None and inspect.getattr_static(type(plugin), name, None) is base
+
+
+def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callable[..., Any]:
+    """Check ``fn`` against hook ``event`` and return a callable pluggy can call by name.
+
+    :raises UnknownHookError: ``event`` is not a hook (with suggestions).
+    :raises HookArgumentError: ``fn`` asks for arguments the hook does not pass.
+    """
+    sigs = hook_signatures()
+    if event not in sigs:
+        raise UnknownHookError(event, plugin=owner, known=list(sigs))
+    if not callable(fn):
+        raise TypeError(f"callback for {event!r} must be callable, got {fn!r}")
+    allowed = sigs[event]
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):  # builtins without signatures: give them the trainer
+        params = []
+    names = [p.name for p in params]
+    if all(n in allowed for n in names):
+        return _wrap_by_name(fn, allowed) if _needs_wrap(fn) else fn
+    if len(params) == 1:
+
+        def call_with_trainer(trainer: Any) -> Any:
+            return fn(trainer)
+
+        call_with_trainer.__name__ = call_with_trainer.__qualname__ = getattr(fn, "__name__", event)
+        return call_with_trainer
+    bad = next(n for n in names if n not in allowed)
+    raise HookArgumentError(bad, plugin=owner, hook=event, allowed=allowed, where=getattr(fn, "__qualname__", ""))
+
+
+def _needs_wrap(fn: Callable[..., Any]) -> bool:
+    """Objects pluggy cannot introspect by name (partials, callable instances) get a wrapper."""
+    return not (inspect.isfunction(fn) or inspect.ismethod(fn))
+
+
+class FunctionCallback(Callback):
+    """Holds functions registered for named events (``add_callback``, :class:`LambdaCallback`)."""
+
+    def __init__(self, *, owner: str | None = None, **events: Callable[..., Any]) -> None:
+        owner = owner or type(self).__name__
+        for event, fn in events.items():
+            setattr(self, event, adapt_function(event, fn, owner=owner))
+
+    def __repr__(self) -> str:
+        events = ", ".join(k for k in vars(self) if k in hook_signatures())
+        return f"<{type(self).__name__} {events}>"
+
+
+def _wrap_by_name(fn: Callable[..., Any], allowed: tuple[str, ...]) -> Callable[..., Any]:
+    """Wrap a callable object so pluggy sees a plain function taking the hook's arguments."""
+    try:
+        wanted = [n for n in inspect.signature(fn).parameters if n in allowed]
+    except (TypeError, ValueError):
+        wanted = ["trainer"]
+    src = f"def wrapped({', '.join(wanted)}):\n    return fn({', '.join(wanted)})\n"
+    namespace: dict[str, Any] = {"fn": fn}
+    exec(src, namespace)
+    return namespace["wrapped"]  # type: ignore[no-any-return]
+
+
+class LambdaCallback(FunctionCallback):
+    """One-line callbacks: ``LambdaCallback(on_train_epoch_end=lambda trainer: print(trainer.epoch))``."""

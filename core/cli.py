@@ -1,0 +1,447 @@
+"""The ``trainhooks`` command: fit, validate, predict, export, plugins, hooks.
+
+Plugin options join the command line of ``fit``/``validate``/``predict``/``export``: the
+``-p`` flags are read first, plugins are loaded, their ``add_options`` hooks run, and only then
+is the full parser built, so ``trainhooks fit --help`` shows every installed plugin's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainhooks import __version__
+from trainhooks.errors import HookError, TrainhooksError
+from trainhooks.host import PluginHost
+
+if TYPE_CHECKING:
+    from trainhooks.options import OptionTable
+    from trainhooks.trainer import FitResult, Trainer
+
+RUN_COMMANDS = ("fit", "validate", "predict", "export")
+
+
+def scan_plugin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``-p NAME`` / ``-p no:NAME`` (also ``-pNAME``, ``--plugin NAME``) → (enable, disable)."""
+    values: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            break
+        if arg in ("-p", "--plugin"):
+            value = next(it, None)
+            if value is not None:
+                values.append(value)
+        elif arg.startswith("--plugin="):
+            values.append(arg.split("=", 1)[1])
+        elif arg.startswith("-p") and not arg.startswith("--") and len(arg) > 2:
+            values.append(arg[2:])
+    return split_plugin_values(values)
+
+
+def split_plugin_values(values: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``["a", "no:b"]`` → (["a"], ["b"])."""
+    enable = [v for v in values if not v.startswith("no:")]
+    disable = [v[3:] for v in values if v.startswith("no:")]
+    return enable, disable
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-p", "--plugin"):
+            skip = True
+            continue
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="enable plugin NAME (an entry point or an importable module); '-p no:NAME' disables it. Repeatable.",
+    )
+
+
+def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    parser.add_argument(
+        "--task",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="function returning a trainhooks.Task (default: the built-in digits task)",
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=None, help="batch size passed to the task")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: auto)")
+    parser.add_argument(
+        "--save-dir", type=Path, default=None, help="output directory (default: runs/<command>, numbered)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    if training:
+        parser.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default: 10)")
+        parser.add_argument("--lr", type=_positive_float, default=None, help="learning rate passed to the task")
+        parser.add_argument("--name", default=None, help="run name (default: the save_dir's name)")
+        parser.add_argument(
+            "--resume", type=Path, default=None, metavar="CHECKPOINT", help="continue from a checkpoint"
+        )
+        parser.add_argument(
+            "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"
+        )
+    else:
+        parser.add_argument(
+            "--weights", type=Path, required=True, help="checkpoint (last.pt/best.pt) or state_dict file"
+        )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
+    """The full parser; ``table`` adds plugin options to the run commands."""
+    parser = argparse.ArgumentParser(
+        prog="trainhooks",
+        description="A PyTorch training engine whose every lifecycle event is a pluggy hook.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainhooks {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    fit = sub.add_parser("fit", help="train a task (default: digits) with the default plugins")
+    _add_task_flags(fit, training=True)
+    _add_plugin_flag(fit)
+
+    val = sub.add_parser("validate", help="evaluate saved weights on the task's validation data")
+    _add_task_flags(val, training=False)
+    _add_plugin_flag(val)
+
+    pred = sub.add_parser("predict", help="predict with saved weights; writes predictions.csv")
+    _add_task_flags(pred, training=False)
+    _add_plugin_flag(pred)
+
+    exp = sub.add_parser("export", help="export saved weights (torchscript, onnx, ...)")
+    _add_task_flags(exp, training=False)
+    exp.add_argument(
+        "--format",
+        default="torchscript",
+        help="export format: torchscript, onnx, or any other a plugin provides (default: torchscript)",
+    )
+    exp.add_argument(
+        "--output", type=Path, default=None, help="output file (default: <save-dir>/weights/model.<format>)"
+    )
+    _add_plugin_flag(exp)
+
+    if table is not None:
+        for command in (fit, val, pred, exp):
+            table.add_to_argparse(command)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins, their status, versions and hooks")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.add_argument("-v", "--verbose", action="store_true", help="also show where each plugin's code lives")
+    _add_plugin_flag(plugins)
+
+    hooks = sub.add_parser("hooks", help="list every hook with its signature; --loop shows the call map")
+    hooks.add_argument("--loop", action="store_true", help="the loop map: when each hook fires and which plugins run")
+    hooks.add_argument("--markdown", action="store_true", help="the full hook reference as Markdown (docs/hooks.md)")
+    _add_plugin_flag(hooks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trainhooks`` console script; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args_list)
+    except HookError as exc:
+        cause = exc.__cause__ or exc.original
+        print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        print(f"trainhooks: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TrainhooksError as exc:
+        print(f"trainhooks: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("trainhooks: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `trainhooks hooks | head`
+        sys.stderr.close()
+        return 0
+
+
+def _main(argv: list[str]) -> int:
+    command = _command_of(argv)
+    host: PluginHost | None = None
+    table: OptionTable | None = None
+    if command in RUN_COMMANDS:
+        from trainhooks.options import collect_options
+        from trainhooks.trainer import CORE_OPTIONS
+
+        enable, disable = scan_plugin_flags(argv)
+        host = PluginHost()
+        host.load_plugins(enable=enable, disable=disable)
+        table = collect_options(host, reserved=CORE_OPTIONS)
+    parser = build_parser(table)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "plugins":
+        return _cmd_plugins(args)
+    if args.command == "hooks":
+        return _cmd_hooks(args)
+    assert host is not None and table is not None
+    plugin_options = {dest: getattr(args, dest) for dest in table.specs if hasattr(args, dest)}
+    handler = {"fit": _cmd_fit, "validate": _cmd_validate, "predict": _cmd_predict, "export": _cmd_export}
+    return handler[args.command](args, host, plugin_options)
+
+
+def _make_trainer(
+    args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any], *, training: bool
+) -> tuple[Trainer, Any]:
+    from trainhooks.tasks import load_task
+    from trainhooks.trainer import Trainer, _increment_dir
+
+    params: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed}
+    if training:
+        params.update(lr=args.lr, epochs=args.epochs)
+    task = load_task(args.task, **params)
+    save_dir = args.save_dir or _increment_dir(Path("runs") / args.command)
+    trainer = Trainer(
+        task.model,
+        loss_fn=task.loss_fn,
+        optimizer=task.optimizer,
+        lr_scheduler=task.lr_scheduler,
+        epochs=(args.epochs or 10) if training else 1,
+        device=args.device,
+        save_dir=save_dir,
+        seed=args.seed,
+        name=getattr(args, "name", None),
+        options=plugin_options,
+        plugin_host=host,
+        profile_hooks=getattr(args, "profile_hooks", False),
+        verbose=not args.quiet,
+    )
+    if task.example_input is not None:
+        trainer.example_input = task.example_input
+    if not training:
+        from trainhooks.checkpointing import load_weights
+
+        state = load_weights(args.weights)
+        try:
+            trainer.unwrapped_model.load_state_dict(state)
+        except RuntimeError as exc:
+            from trainhooks.errors import CheckpointError
+
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"weights {args.weights} do not fit the task's model: {first}") from exc
+    return trainer, task
+
+
+def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, host, plugin_options, training=True)
+    if task.train_data is None:
+        from trainhooks.errors import TaskError
+
+        raise TaskError(f"task {task.name!r} has no train_data")
+    result = trainer.fit(task.train_data, task.val_data, resume=args.resume)
+    if trainer.hook_profile is not None:
+        print(format_profile(trainer))
+    if not args.quiet:
+        print(summary_line(result))
+    return 0
+
+
+def summary_line(result: FitResult) -> str:
+    """The last line of ``trainhooks fit``: why training stopped and where everything went."""
+    what = "stopped early" if result.stopped_early else "finished"
+    by = f" by {result.stopped_by}" if result.stopped_by else ""
+    head = (
+        f"Training {what}{by}: {result.stop_reason} "
+        f"({result.epochs_completed} epochs, {result.global_step} steps, {result.duration_s:.1f}s)."
+    )
+    files = []
+    for path in result.artifacts.values():
+        try:
+            files.append(str(path.relative_to(result.save_dir)))
+        except ValueError:
+            files.append(str(path))
+    where = (
+        f" Results in {result.save_dir}/: {', '.join(files)}" if files else f" Nothing was saved to {result.save_dir}."
+    )
+    return head + where
+
+
+def format_profile(trainer: Trainer) -> str:
+    """The ``--profile-hooks`` table: time per plugin per hook, slowest first."""
+    profile = trainer.hook_profile
+    rows = profile.rows() if profile is not None else []
+    lines = [
+        "Hook profile (time inside plugin hooks):",
+        f"{'plugin':<24} {'hook':<28} {'calls':>8} {'total ms':>10} {'mean us':>9}",
+    ]
+    for s in rows:
+        lines.append(f"{s.plugin:<24} {s.hook:<28} {s.calls:>8} {s.total_ns / 1e6:>10.2f} {s.mean_us:>9.1f}")
+    if not rows:
+        lines.append("(no plugin hooks ran)")
+    return "\n".join(lines)
+
+
+def _cmd_validate(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    if task.val_data is None:
+        from trainhooks.errors import TaskError
+
+        raise TaskError(f"task {task.name!r} has no val_data to validate on")
+    metrics = trainer.validate(task.val_data)
+    print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "no metrics")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    import torch
+
+    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    data = task.predict_data if task.predict_data is not None else task.val_data
+    if data is None:
+        from trainhooks.errors import TaskError
+
+        raise TaskError(f"task {task.name!r} has no predict_data (or val_data) to predict on")
+    preds = trainer.predict(data)
+    trainer.save_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(preds, torch.Tensor) and preds.dim() == 2:
+        probs = preds.float().softmax(dim=1)
+        conf, label = probs.max(dim=1)
+        out = trainer.save_dir / "predictions.csv"
+        with out.open("w", encoding="utf-8") as fh:
+            fh.write("index,prediction,confidence\n")
+            for i, (lab, c) in enumerate(zip(label.tolist(), conf.tolist())):
+                fh.write(f"{i},{lab},{c:.6f}\n")
+    else:
+        out = trainer.save_dir / "predictions.pt"
+        torch.save(preds, out)
+    count = len(preds) if hasattr(preds, "__len__") else 0
+    print(f"{count} predictions written to {out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    trainer, _task = _make_trainer(args, host, plugin_options, training=False)
+    path = trainer.export(args.format, args.output)
+    print(f"exported {args.format} model to {path}")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    enable, disable = split_plugin_values(args.plugin)
+    host = PluginHost()
+    host.load_plugins(enable=enable, disable=disable, strict=False)
+    records = list(host.records.values())
+    if args.json:
+        print(json.dumps([r.as_dict() for r in records], indent=2))
+        return 0
+    if not records:
+        print("no plugins installed")
+        return 0
+    header = ("name", "status", "source", "distribution", "version", "hooks")
+    rows = [
+        (r.name, r.status, r.source, r.distribution or "-", r.version or "-", ", ".join(r.hooks) or "-")
+        for r in records
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  hooks")
+    for rec, row in zip(records, rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+        if rec.reason and rec.status != "active":
+            print(f"    {rec.reason}")
+        if args.verbose and rec.location:
+            print(f"    code: {rec.location}")
+    return 0
+
+
+def _cmd_hooks(args: argparse.Namespace) -> int:
+    from trainhooks import loopmap
+
+    if args.loop:
+        enable, disable = split_plugin_values(args.plugin)
+        host = PluginHost()
+        host.load_plugins(enable=enable, disable=disable, strict=False)
+        print(loopmap.render(host))
+        return 0
+    if args.markdown:
+        print(hook_reference_markdown(), end="")
+        return 0
+    host = PluginHost()
+    for name in host.spec_names:
+        caller = getattr(host.hook, name)
+        spec = caller.spec
+        flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
+        doc = (inspect.getdoc(spec.function) or "").replace("``", "")
+        first = doc.splitlines()[0] if doc else ""
+        tag = f"  [{', '.join(flags)}]" if flags else ""
+        print(f"{name}({', '.join(spec.argnames)}){tag}")
+        print(f"    {first}")
+    return 0
+
+
+def hook_reference_markdown() -> str:
+    """docs/hooks.md: the loop map and every hookspec's signature and docstring."""
+    from trainhooks import hookspecs, loopmap
+
+    host = PluginHost()
+    out = [
+        "# Hook reference",
+        "",
+        "Generated by `trainhooks hooks --markdown`; a test keeps it in sync with the hookspecs.",
+        "Implement any subset of a hook's arguments, by name. `trainhooks hooks --loop` prints the",
+        "map below with the plugins installed on your machine.",
+        "",
+        "## When hooks fire",
+        "",
+        "```text",
+        loopmap.render(),
+        "```",
+        "",
+    ]
+    for module in hookspecs.SPEC_MODULES:
+        title = (inspect.getdoc(module) or module.__name__).splitlines()[0]
+        out += [f"## {title}", ""]
+        names = [n for n in host.spec_names if getattr(module, n, None) is not None]
+        for name in names:
+            spec = getattr(host.hook, name).spec
+            flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
+            tag = f" *({', '.join(flags)})*" if flags else ""
+            out += [f"### `{name}({', '.join(spec.argnames)})`{tag}", "", inspect.getdoc(spec.function) or "", ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

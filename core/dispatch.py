@@ -1,0 +1,326 @@
+"""The typed hook facade the engine calls, and its fast path.
+
+The engine never calls the untyped ``pm.hook.x(...)``: it calls ``trainer.hooks.on_train_batch_end(
+batch, batch_idx, outputs)``, a method a type checker sees. Behind each method sits a caller
+generated once from the hook's current implementations and rebuilt when plugins change:
+
+* no implementations: a shared no-op;
+* plain implementations: straight-line code calling each function with the arguments it asked
+  for, in pluggy's (re-ordered, see :mod:`trainhooks.host`) order, with the trainer bound in.
+  Each call sits in its own ``try`` block, free on Python 3.11+ until something raises, so an
+  exception is re-raised as :class:`~trainhooks.HookError` naming plugin and hook;
+* wrappers, hookwrappers or pluggy tracing installed: pluggy's own caller (same semantics);
+* rank-zero-only implementations are left out on other ranks.
+
+The result matches pluggy's calling: same functions, same order, same arguments; non-firstresult
+hooks collect non-None results into a list only where the engine uses them (``export_formats``);
+firstresult hooks return ``(result, plugin_name)`` for the first non-None result, or None.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+from pluggy._callers import _multicall
+
+from trainhooks.errors import HookError
+
+if TYPE_CHECKING:
+    import torch
+
+    from trainhooks.host import PluginHost
+    from trainhooks.trainer import Trainer
+
+COLLECTING_HOOKS = frozenset({"export_formats"})
+"""Non-firstresult hooks whose results the engine reads (others' results are dropped)."""
+
+HISTORIC_HOOKS = frozenset({"configure"})
+"""Historic hooks go through pluggy's ``call_historic`` so late plugins get the call replayed."""
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+def _collect_noop(*args: Any) -> list[Any]:
+    return []
+
+
+@dataclass
+class HookStats:
+    """Time spent in one plugin's implementation of one hook (``--profile-hooks``)."""
+
+    plugin: str
+    hook: str
+    calls: int = 0
+    total_ns: int = 0
+
+    @property
+    def mean_us(self) -> float:
+        return self.total_ns / self.calls / 1000 if self.calls else 0.0
+
+
+@dataclass
+class HookProfile:
+    """Collected per-plugin, per-hook timings; filled only while profiling is on."""
+
+    stats: dict[tuple[str, str], HookStats] = field(default_factory=dict)
+
+    def slot(self, plugin: str, hook: str) -> HookStats:
+        key = (plugin, hook)
+        if key not in self.stats:
+            self.stats[key] = HookStats(plugin, hook)
+        return self.stats[key]
+
+    def rows(self) -> list[HookStats]:
+        """Slowest first."""
+        return sorted(self.stats.values(), key=lambda s: s.total_ns, reverse=True)
+
+
+class HookDispatcher:
+    """``trainer.hooks``: one typed method per hook, each replaced by a generated caller on first use."""
+
+    def __init__(self, host: PluginHost, trainer: Trainer) -> None:
+        self._host = host
+        self._trainer = trainer
+        self._hook_names = frozenset(host.spec_names)
+        self.profile: HookProfile | None = None
+        self.builds = 0
+        host.add_listener(self.invalidate)
+
+    # ------------------------------------------------------------------ build machinery
+    def invalidate(self) -> None:
+        """Drop every built caller; the next call of each hook rebuilds it."""
+        for name in [n for n in self.__dict__ if n in self._hook_names]:
+            del self.__dict__[name]
+
+    def enable_profiling(self, profile: HookProfile | None = None) -> HookProfile:
+        """Time every implementation from now on (``--profile-hooks``)."""
+        self.profile = profile or HookProfile()
+        self.invalidate()
+        return self.profile
+
+    def _dispatch(self, name: str) -> Callable[..., Any]:
+        fn = self.build(name)
+        self.__dict__[name] = fn
+        return fn
+
+    def build(self, name: str) -> Callable[..., Any]:
+        """Generate the caller of hook ``name`` for the current plugins."""
+        self.builds += 1
+        caller: pluggy.HookCaller = getattr(self._host.hook, name)
+        spec = caller.spec
+        assert spec is not None, name
+        firstresult = bool(spec.opts.get("firstresult"))
+        collect = name in COLLECTING_HOOKS
+        args = [a for a in spec.argnames if a != "trainer"]
+        all_impls = list(reversed(caller.get_hookimpls()))  # call order
+        impls = all_impls
+        if not self._trainer.is_global_zero:
+            impls = [i for i in impls if not i.opts.get("rank_zero_only")]
+        if name in HISTORIC_HOOKS:
+            return self._historic(caller, name)
+        wrapped = any(i.wrapper or i.hookwrapper for i in impls)
+        traced = self._host._inner_hookexec is not _multicall
+        if wrapped or traced:
+            removed = [i.plugin for i in all_impls if i not in impls]
+            sub = self._host.subset_hook_caller(name, removed) if removed else caller
+            return self._pluggy_caller(sub, name, args, firstresult, collect)
+        if not impls:
+            return _collect_noop if collect else _noop
+        return self._generate(name, impls, args, firstresult, collect)
+
+    def _generate(
+        self, name: str, impls: list[pluggy.HookImpl], args: list[str], firstresult: bool, collect: bool
+    ) -> Callable[..., Any]:
+        names = [i.plugin_name for i in impls]
+
+        def fail(i: int, exc: Exception) -> None:
+            if isinstance(exc, HookError):
+                raise exc
+            raise HookError(plugin=names[i], hook=name, original=exc) from exc
+
+        namespace: dict[str, Any] = {"trainer": self._trainer, "fail": fail, "names": names}
+        profile = self.profile
+        if profile is not None:
+            namespace["clock"] = time.perf_counter_ns
+        lines = [f"def {name}({', '.join(args)}):"]
+        if collect:
+            lines.append("    out = []")
+        for i, impl in enumerate(impls):
+            namespace[f"f{i}"] = impl.function
+            call = f"f{i}({', '.join(impl.argnames)})"
+            if firstresult or collect:
+                call = "r = " + call
+            if profile is not None:
+                namespace[f"s{i}"] = profile.slot(impl.plugin_name, name)
+                lines.append("    t = clock()")
+            lines += ["    try:", f"        {call}", "    except Exception as e:", f"        fail({i}, e)"]
+            if profile is not None:
+                lines += [f"    s{i}.total_ns += clock() - t", f"    s{i}.calls += 1"]
+            if firstresult:
+                lines += ["    if r is not None:", f"        return r, names[{i}]"]
+            elif collect:
+                lines += ["    if r is not None:", "        out.append(r)"]
+        lines.append("    return out" if collect else "    return None")
+        code = compile("\n".join(lines), f"<trainhooks dispatch {name}>", "exec")
+        exec(code, namespace)
+        fn: Callable[..., Any] = namespace[name]
+        return fn
+
+    def _culprit(self, exc: BaseException, default: str) -> str:
+        """Find which plugin's function raised, from the traceback (slow path only)."""
+        codes = {}
+        for caller_name in self._hook_names:
+            for impl in getattr(self._host.hook, caller_name).get_hookimpls():
+                code = getattr(impl.function, "__code__", None)
+                if code is not None:
+                    codes[code] = impl.plugin_name
+        tb = exc.__traceback__
+        culprit = default
+        while tb is not None:
+            culprit = codes.get(tb.tb_frame.f_code, culprit)
+            tb = tb.tb_next
+        return culprit
+
+    def _pluggy_caller(
+        self, caller: Any, name: str, args: list[str], firstresult: bool, collect: bool
+    ) -> Callable[..., Any]:
+        trainer = self._trainer
+        has_trainer = "trainer" in (caller.spec.argnames if caller.spec else ())
+
+        def call(*values: Any) -> Any:
+            kwargs = dict(zip(args, values))
+            if has_trainer:
+                kwargs["trainer"] = trainer
+            try:
+                result = caller(**kwargs)
+            except Exception as exc:
+                if isinstance(exc, HookError):
+                    raise
+                raise HookError(plugin=self._culprit(exc, "?"), hook=name, original=exc) from exc
+            if firstresult:
+                return None if result is None else (result, "?")
+            return result if collect else None
+
+        return call
+
+    def _historic(self, caller: Any, name: str) -> Callable[..., Any]:
+        trainer = self._trainer
+
+        def call() -> None:
+            try:
+                caller.call_historic(kwargs={"trainer": trainer})
+            except Exception as exc:
+                if isinstance(exc, HookError):
+                    raise
+                raise HookError(plugin=self._culprit(exc, "?"), hook=name, original=exc) from exc
+
+        return call
+
+    # ------------------------------------------------------------------ the typed facade
+    # Each method builds its caller on first use and installs it as an instance attribute,
+    # which shadows the method until plugins change (see invalidate).
+    def configure(self) -> None:
+        return self._dispatch("configure")()
+
+    def on_pretrain_routine_start(self) -> None:
+        return self._dispatch("on_pretrain_routine_start")()
+
+    def on_pretrain_routine_end(self) -> None:
+        return self._dispatch("on_pretrain_routine_end")()
+
+    def on_train_start(self) -> None:
+        return self._dispatch("on_train_start")()
+
+    def on_train_epoch_start(self) -> None:
+        return self._dispatch("on_train_epoch_start")()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        return self._dispatch("on_train_batch_start")(batch, batch_idx)
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        return self._dispatch("on_before_backward")(loss)
+
+    def on_after_backward(self) -> None:
+        return self._dispatch("on_after_backward")()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        return self._dispatch("on_before_optimizer_step")(optimizer)
+
+    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        return self._dispatch("on_before_zero_grad")(optimizer)
+
+    def on_train_batch_end(self, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        return self._dispatch("on_train_batch_end")(batch, batch_idx, outputs)
+
+    def on_train_epoch_end(self) -> None:
+        return self._dispatch("on_train_epoch_end")()
+
+    def on_fit_epoch_end(self) -> None:
+        return self._dispatch("on_fit_epoch_end")()
+
+    def on_train_end(self) -> None:
+        return self._dispatch("on_train_end")()
+
+    def teardown(self, stage: str) -> None:
+        return self._dispatch("teardown")(stage)
+
+    def on_exception(self, exception: BaseException) -> None:
+        return self._dispatch("on_exception")(exception)
+
+    def should_stop(self) -> tuple[object, str] | None:
+        result: tuple[object, str] | None = self._dispatch("should_stop")()
+        return result
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        return self._dispatch("on_save_checkpoint")(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        return self._dispatch("on_load_checkpoint")(checkpoint)
+
+    def on_model_save(self, path: Path) -> None:
+        return self._dispatch("on_model_save")(path)
+
+    def on_val_start(self) -> None:
+        return self._dispatch("on_val_start")()
+
+    def on_val_batch_start(self, batch: Any, batch_idx: int) -> None:
+        return self._dispatch("on_val_batch_start")(batch, batch_idx)
+
+    def on_val_batch_end(self, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        return self._dispatch("on_val_batch_end")(batch, batch_idx, outputs)
+
+    def on_val_end(self) -> None:
+        return self._dispatch("on_val_end")()
+
+    def on_predict_start(self) -> None:
+        return self._dispatch("on_predict_start")()
+
+    def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
+        return self._dispatch("on_predict_batch_start")(batch, batch_idx)
+
+    def on_predict_batch_end(self, batch: Any, batch_idx: int, outputs: Any) -> None:
+        return self._dispatch("on_predict_batch_end")(batch, batch_idx, outputs)
+
+    def on_predict_end(self) -> None:
+        return self._dispatch("on_predict_end")()
+
+    def on_export_start(self, format: str) -> None:
+        return self._dispatch("on_export_start")(format)
+
+    def on_export_end(self, format: str, path: Path) -> None:
+        return self._dispatch("on_export_end")(format, path)
+
+    def export_formats(self) -> list[list[str]]:
+        result: list[list[str]] = self._dispatch("export_formats")()
+        return result
+
+    def export_model(self, model: torch.nn.Module, format: str, path: Path) -> tuple[object, str] | None:
+        result: tuple[object, str] | None = self._dispatch("export_model")(model, format, path)
+        return result

@@ -1,0 +1,163 @@
+"""Every error trainhooks raises on purpose; each one names its culprit.
+
+All derive from :class:`TrainhooksError`, so ``except trainhooks.TrainhooksError`` catches
+what the library reports while letting genuine bugs through. The CLI prints these as one
+clear line (no traceback) and exits with status 2 (usage/config) or 1 (run failure).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+
+def suggest(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
+    """Closest names to ``name`` among ``candidates``.
+
+    Names containing every ``_``-separated word of ``name`` come first (``on_epoch_end`` →
+    ``on_train_epoch_end``, ``on_fit_epoch_end``), then difflib's close matches.
+    """
+    pool = list(dict.fromkeys(candidates))
+    words = [w for w in name.lower().split("_") if w]
+    by_words = [c for c in pool if words and all(w in c.lower().split("_") for w in words)]
+    by_words.sort(key=lambda c: (len(c), c))
+    if by_words:
+        return by_words[:limit]
+    return difflib.get_close_matches(name, pool, n=limit, cutoff=0.6)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean a / b?)`` or an empty string."""
+    hits = suggest(name, candidates)
+    return f" (did you mean {' / '.join(hits)}?)" if hits else ""
+
+
+class TrainhooksError(Exception):
+    """Base class of every error trainhooks raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(TrainhooksError, ValueError):
+    """A bad argument, option or setting: names the setting and what would be accepted."""
+
+    exit_code = 2
+
+
+class PluginError(TrainhooksError):
+    """Something is wrong with a plugin; ``plugin`` names it."""
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class UnknownPluginError(PluginError, ConfigError):
+    """A plugin was asked for (``-p NAME``, ``plugins=[...]``, ``disable=[...]``) that does not exist."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        listing = ", ".join(sorted(known)) or "none installed"
+        super().__init__(
+            f"unknown plugin {name!r}{did_you_mean(name, known)}; installed plugins: {listing}",
+            plugin=name,
+        )
+
+
+class PluginLoadError(PluginError):
+    """An entry-point plugin failed to import or to instantiate."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        distribution: str | None,
+        version: str | None,
+        target: str,
+        cause: BaseException,
+    ) -> None:
+        dist = f"{distribution} {version}" if distribution else "an unknown distribution"
+        super().__init__(
+            f"plugin {name!r} (entry point {target!r} from {dist}) failed to load: "
+            f"{type(cause).__name__}: {cause}. Disable it with '-p no:{name}' "
+            f"or uninstall {distribution or 'it'}",
+            plugin=name,
+        )
+        self.distribution = distribution
+        self.version = version
+        self.target = target
+        self.__cause__ = cause
+
+
+class PluginValidationError(PluginError):
+    """A plugin's hook implementations do not match the hook specifications."""
+
+    def __init__(self, message: str, *, plugin: str, hook: str) -> None:
+        super().__init__(message, plugin=plugin)
+        self.hook = hook
+
+
+class UnknownHookError(PluginValidationError):
+    """A hook implementation (or callback event) names no hook."""
+
+    def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "") -> None:
+        place = f" ({where})" if where else ""
+        super().__init__(
+            f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
+            f"{did_you_mean(name, known)}. 'trainhooks hooks' lists them all",
+            plugin=plugin,
+            hook=name,
+        )
+
+
+class HookArgumentError(PluginValidationError):
+    """A hook implementation asks for an argument its hook does not pass."""
+
+    def __init__(self, argument: str, *, plugin: str, hook: str, allowed: Sequence[str], where: str = "") -> None:
+        place = f" ({where})" if where else ""
+        super().__init__(
+            f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
+            f"hook {hook!r}{did_you_mean(argument, allowed)}; it can take any of: "
+            f"{', '.join(allowed)}",
+            plugin=plugin,
+            hook=hook,
+        )
+        self.argument = argument
+
+
+class DuplicatePluginError(PluginError):
+    """The same plugin object, or the same name, registered twice."""
+
+
+class HookError(PluginError):
+    """An exception raised inside a hook implementation, re-raised naming plugin and hook.
+
+    The original exception is ``__cause__`` (and ``original``).
+    """
+
+    def __init__(self, *, plugin: str, hook: str, original: BaseException) -> None:
+        super().__init__(
+            f"plugin {plugin!r} failed in hook {hook!r}: {type(original).__name__}: {original}",
+            plugin=plugin,
+        )
+        self.hook = hook
+        self.original = original
+
+
+class ExportFormatError(ConfigError):
+    """No plugin provides the requested export format."""
+
+    def __init__(self, format: str, available: Sequence[str]) -> None:
+        listing = ", ".join(sorted(available)) or "none (is the provider plugin disabled?)"
+        super().__init__(
+            f"no plugin provides export format {format!r}{did_you_mean(format, available)}; "
+            f"available formats: {listing}"
+        )
+        self.format = format
+
+
+class TaskError(ConfigError):
+    """A ``--task`` that cannot be imported or does not return a usable task."""
+
+
+class CheckpointError(TrainhooksError):
+    """A checkpoint that cannot be written or read; names the file."""

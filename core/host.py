@@ -1,0 +1,510 @@
+"""The plugin host: a pluggy ``PluginManager`` that discovers, validates and orders plugins.
+
+What it adds to pluggy, and why:
+
+* **Discovery with governance.** Entry points of group ``trainhooks`` are read with
+  ``importlib.metadata``; each loads under its entry-point name, and the host remembers the
+  distribution, version and file it came from (:class:`PluginRecord`). Built-in plugins are
+  entry points of the ``trainhooks`` distribution itself and load the same way. ``-p NAME`` /
+  ``-p no:NAME``, ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD`` and the ``TRAINHOOKS_PLUGINS`` allow-list
+  decide what loads; one broken plugin never stops the others from being listed.
+* **Validation before registration**, with suggestions: an implementation named after no hook
+  (``on_epoch_end`` → "did you mean on_train_epoch_end / on_fit_epoch_end?") or asking for an
+  argument its hook does not pass is rejected with an error naming plugin, hook and argument,
+  and nothing is left half-registered.
+* **Unmarked callbacks.** Objects passed as callbacks (Keras style) have every method named
+  after a hook picked up without ``@hookimpl``.
+* **Deliberate order.** pluggy calls implementations last-registered-first; users expect list
+  order. The host keeps each hook's implementations so that they run tryfirst group, normal
+  group, trylast group, each in registration order (wrappers likewise, outermost first).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Literal
+
+import pluggy
+from pluggy._hooks import varnames
+
+from trainhooks import hookspecs
+from trainhooks.callbacks import Callback, is_callback_stub
+from trainhooks.errors import (
+    DuplicatePluginError,
+    HookArgumentError,
+    PluginError,
+    PluginLoadError,
+    PluginValidationError,
+    UnknownHookError,
+    UnknownPluginError,
+)
+
+Source = Literal["builtin", "entrypoint", "module", "api", "callback"]
+Status = Literal["active", "disabled", "available", "error", "not loaded"]
+
+AUTOLOAD_ENV = "TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD"
+ALLOWLIST_ENV = "TRAINHOOKS_PLUGINS"
+OWN_DISTRIBUTION = "trainhooks"
+
+# Methods a plugin object may define that are not hooks (checkpointed state, identity).
+NON_HOOK_METHODS = frozenset({"state_dict", "load_state_dict"})
+
+
+@dataclass
+class PluginRecord:
+    """What the host knows about one plugin: where it came from and whether it runs."""
+
+    name: str
+    source: Source
+    status: Status = "active"
+    distribution: str | None = None
+    version: str | None = None
+    target: str | None = None
+    """The entry point's ``module:attr`` (or the module path given to ``-p``)."""
+    location: str | None = None
+    """The file the plugin's code lives in."""
+    reason: str | None = None
+    """Why the plugin is not active (disabled, opt-in, error message)."""
+    plugin: Any = field(default=None, repr=False, compare=False)
+    hooks: list[str] = field(default_factory=list)
+    options: list[Any] | None = field(default=None, repr=False, compare=False)
+    """The options its ``add_options`` declared (asked once per host)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view (``trainhooks plugins --json``)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "status": self.status,
+            "distribution": self.distribution,
+            "version": self.version,
+            "target": self.target,
+            "location": self.location,
+            "reason": self.reason,
+            "hooks": list(self.hooks),
+        }
+
+
+@dataclass(frozen=True)
+class EntryPointSpec:
+    """One discovered entry point of group ``trainhooks``."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+    entry_point: metadata.EntryPoint = field(compare=False, repr=False)
+
+    @property
+    def builtin(self) -> bool:
+        return _normalize(self.distribution or "") == OWN_DISTRIBUTION
+
+
+def _normalize(dist_name: str) -> str:
+    return dist_name.lower().replace("_", "-").replace(".", "-")
+
+
+def discover_entry_points() -> list[EntryPointSpec]:
+    """Every ``trainhooks`` entry point installed, built-ins first, then by distribution and name.
+
+    The same distribution seen twice on ``sys.path`` (an editable install beside a regular one)
+    is reported once.
+    """
+    found: dict[tuple[str, str, str], EntryPointSpec] = {}
+    for ep in metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        key = (ep.name, ep.value, _normalize(dist_name or ""))
+        found.setdefault(key, EntryPointSpec(ep.name, ep.value, dist_name, version, ep))
+    specs = list(found.values())
+    specs.sort(key=lambda s: (not s.builtin, _normalize(s.distribution or ""), s.name))
+    return specs
+
+
+def autoload_enabled() -> bool:
+    """False when ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD`` is set to a true-ish value."""
+    return os.environ.get(AUTOLOAD_ENV, "").strip().lower() in ("", "0", "false", "no", "off")
+
+
+def allowlist_from_env() -> set[str] | None:
+    """Names in ``TRAINHOOKS_PLUGINS`` (comma-separated), or None when unset."""
+    raw = os.environ.get(ALLOWLIST_ENV)
+    if raw is None or not raw.strip():
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _location(obj: Any) -> str | None:
+    target = obj if inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+    try:
+        return inspect.getsourcefile(target) or inspect.getfile(target)
+    except (TypeError, OSError):
+        return None
+
+
+def _instantiate(obj: Any) -> Any:
+    """Entry points may name a module, an instance, or a class (instantiated with no arguments)."""
+    return obj() if inspect.isclass(obj) else obj
+
+
+class PluginHost(pluggy.PluginManager):
+    """The trainhooks plugin manager. One per :class:`~trainhooks.Trainer`."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        for module in hookspecs.SPEC_MODULES:
+            self.add_hookspecs(module)
+        self.spec_names: tuple[str, ...] = tuple(hookspecs.hook_names())
+        self.records: dict[str, PluginRecord] = {}
+        self._seq = itertools.count()
+        self._order: dict[str, int] = {}
+        self._callback_style: set[int] = set()
+        self._listeners: list[Callable[[], None]] = []
+        self._loaded = False
+
+    # ------------------------------------------------------------------ registration
+    def register(  # type: ignore[override]
+        self,
+        plugin: Any,
+        name: str | None = None,
+        *,
+        source: Source = "api",
+        callback_style: bool | None = None,
+        record: PluginRecord | None = None,
+    ) -> str:
+        """Validate and register ``plugin``; returns the name it is registered under.
+
+        :param plugin: a module, or an object whose methods are hook implementations.
+        :param name: registration name (unique). Defaults to the class or module name, made
+            unique with a ``#2``-style suffix for repeated classes.
+        :param callback_style: pick up every method named after a hook, marked or not. Defaults
+            to true for :class:`~trainhooks.Callback` instances.
+        :raises UnknownHookError, HookArgumentError: the plugin does not fit the hookspecs;
+            nothing is registered.
+        :raises DuplicatePluginError: this object or this name is registered already.
+        """
+        if callback_style is None:
+            callback_style = isinstance(plugin, Callback)
+        if any(p is plugin for p in self._name2plugin.values()):
+            raise DuplicatePluginError(
+                f"plugin {self.get_name(plugin)!r} ({plugin!r}) is already registered; "
+                "register each plugin object once",
+                plugin=self.get_name(plugin),
+            )
+        name = name or self._default_name(plugin)
+        if name in self._name2plugin and self._name2plugin[name] is not None:
+            raise DuplicatePluginError(
+                f"a plugin named {name!r} is already registered ({self._name2plugin[name]!r}); "
+                "choose another name or disable the existing one",
+                plugin=name,
+            )
+        if self.is_blocked(name):
+            raise DuplicatePluginError(f"plugin {name!r} is disabled ('-p no:{name}')", plugin=name)
+        if callback_style:
+            self._callback_style.add(id(plugin))
+        try:
+            self._validate(plugin, name, callback_style)
+            self._order[name] = next(self._seq)
+            registered = super().register(plugin, name)
+        except BaseException:
+            self._callback_style.discard(id(plugin))
+            self._order.pop(name, None)
+            raise
+        assert registered == name
+        for caller in self.get_hookcallers(plugin) or ():
+            self._reorder(caller)
+        rec = record or PluginRecord(name=name, source=source, target=None)
+        rec.name = name
+        rec.status = "active"
+        rec.plugin = plugin
+        rec.location = rec.location or _location(plugin)
+        rec.hooks = self.plugin_hooks(name)
+        self.records[name] = rec
+        self._changed()
+        return name
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        """Unregister a plugin (by object or name); its record stays, marked ``disabled``."""
+        removed = super().unregister(plugin=plugin, name=name)
+        if removed is not None:
+            self._callback_style.discard(id(removed))
+            for rec in self.records.values():
+                if rec.plugin is removed:
+                    rec.status = "disabled"
+                    rec.reason = rec.reason or "unregistered"
+            self._changed()
+        return removed
+
+    def _default_name(self, plugin: Any) -> str:
+        base = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__name__
+        name, n = base, 1
+        while name in self._name2plugin:
+            n += 1
+            name = f"{base}#{n}"
+        return name
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        """pluggy's marker lookup, plus unmarked hook-named methods of callback objects."""
+        opts: Any = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and id(plugin) in self._callback_style and name in self.spec_names:
+            method = getattr(plugin, name, None)
+            if inspect.isroutine(method) or (callable(method) and name in getattr(plugin, "__dict__", {})):
+                if not is_callback_stub(plugin, name):
+                    opts = {}
+        if opts is not None and getattr(plugin, "rank_zero_only", False) is True:
+            opts = dict(opts)
+            opts["rank_zero_only"] = True
+        return opts
+
+    def _validate(self, plugin: Any, name: str, callback_style: bool) -> None:
+        """Reject unknown hooks and unknown arguments before pluggy mutates any state."""
+        for attr in dir(plugin):
+            if attr.startswith("__"):
+                continue
+            try:
+                opts = self.parse_hookimpl_opts(plugin, attr)
+            except Exception:  # a property raising on access: not a hook
+                continue
+            where = self._where(plugin, attr)
+            if opts is None:
+                self._check_unmarked(plugin, name, attr, callback_style, where)
+                continue
+            hook_name = opts.get("specname") or attr
+            caller = getattr(self.hook, hook_name, None)
+            if caller is None or caller.spec is None:
+                if opts.get("optionalhook"):
+                    continue
+                raise UnknownHookError(hook_name, plugin=name, known=self.spec_names, where=where)
+            argnames = varnames(getattr(plugin, attr))[0]
+            allowed = caller.spec.argnames
+            for arg in argnames:
+                if arg not in allowed:
+                    raise HookArgumentError(arg, plugin=name, hook=hook_name, allowed=allowed, where=where)
+
+    def _check_unmarked(self, plugin: Any, name: str, attr: str, callback_style: bool, where: str) -> None:
+        if attr.startswith("_") or attr in NON_HOOK_METHODS:
+            return
+        try:
+            value = getattr(plugin, attr)
+        except Exception:
+            return
+        if not inspect.isroutine(value):
+            return
+        if inspect.ismodule(plugin) and getattr(value, "__module__", None) != plugin.__name__:
+            return  # imported helper, not the plugin's own function
+        if callback_style:
+            if attr.startswith("on_") and not is_callback_stub(plugin, attr):
+                raise UnknownHookError(attr, plugin=name, known=self.spec_names, where=where)
+        elif attr in self.spec_names:
+            warnings.warn(
+                f"plugin {name!r} defines {attr}() ({where}) without @trainhooks.hookimpl; "
+                "it will not be called. Mark it, or pass the object as a callback",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    @staticmethod
+    def _where(plugin: Any, attr: str) -> str:
+        owner = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__qualname__
+        return f"{owner}.{attr}"
+
+    def _reorder(self, caller: pluggy.HookCaller) -> None:
+        """Make pluggy's call order: tryfirst, normal, trylast; FIFO within each group.
+
+        pluggy calls ``_hookimpls`` from the end backwards, wrappers (kept after plain
+        implementations) first. Sorting the list by (wrapper, group, -registration) in place
+        gives exactly the documented order while pluggy's own caller keeps working.
+        """
+        order = self._order
+
+        def key(impl: pluggy.HookImpl) -> tuple[bool, int, int]:
+            group = 0 if impl.trylast else 2 if impl.tryfirst else 1
+            return (bool(impl.wrapper or impl.hookwrapper), group, -order.get(impl.plugin_name, 0))
+
+        caller._hookimpls.sort(key=key)
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever plugins are registered or unregistered (dispatch rebuild)."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # ------------------------------------------------------------------ discovery
+    def load_plugins(
+        self,
+        enable: Iterable[str] = (),
+        disable: Iterable[str] = (),
+        *,
+        autoload: bool | None = None,
+        defaults: bool = True,
+        strict: bool = True,
+        replacements: Sequence[Any] = (),
+    ) -> None:
+        """Discover entry-point plugins and register those that should run.
+
+        :param enable: names (or importable module paths) to load even if opt-in or if
+            autoloading is off — ``-p NAME`` / ``plugins=["NAME"]``.
+        :param disable: names never to load — ``-p no:NAME`` / ``disable=[...]``.
+        :param autoload: load third-party entry points not named in ``enable``; defaults to
+            true unless ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD`` is set. Built-in plugins are
+            part of trainhooks and load either way.
+        :param defaults: when false, nothing loads unless named in ``enable`` (built-ins
+            included): a bare host for benchmarks and tests.
+        :param strict: raise the first load or validation error (``fit``); when false, errors
+            are recorded and listing goes on (``trainhooks plugins``).
+        :param replacements: API plugin objects; one that is an instance of an entry point's
+            class takes that entry point's name and place instead of a default-built instance.
+        :raises UnknownPluginError: a name in ``enable``/``disable`` that nothing provides.
+        :raises PluginLoadError, PluginValidationError: a plugin that should run is broken
+            (only with ``strict``).
+        """
+        if self._loaded:
+            raise PluginError("plugins are already loaded for this host")
+        self._loaded = True
+        enable = list(dict.fromkeys(enable))
+        disable = list(dict.fromkeys(disable))
+        if autoload is None:
+            autoload = autoload_enabled()
+        allow = allowlist_from_env()
+        specs = discover_entry_points()
+        known = [s.name for s in specs]
+        for name in disable:
+            if name not in known and name not in enable:
+                raise UnknownPluginError(name, known)
+        for name in disable:
+            self.set_blocked(name)
+
+        seen: dict[str, EntryPointSpec] = {}
+        for spec in specs:
+            rec = PluginRecord(
+                name=spec.name,
+                source="builtin" if spec.builtin else "entrypoint",
+                distribution=spec.distribution,
+                version=spec.version,
+                target=spec.value,
+            )
+            if spec.name in seen:
+                other = seen[spec.name]
+                err = PluginError(
+                    f"plugin name {spec.name!r} is declared by both {other.distribution} and "
+                    f"{spec.distribution}; uninstall one of them",
+                    plugin=spec.name,
+                )
+                self._fail(rec, err, strict and spec.name not in disable)
+                continue
+            seen[spec.name] = spec
+            self.records[spec.name] = rec
+            if spec.name in disable:
+                rec.status, rec.reason = "disabled", f"disabled with -p no:{spec.name}"
+                continue
+            wanted = spec.name in enable
+            if not defaults and not wanted:
+                rec.status, rec.reason = "not loaded", f"default plugins off; use -p {spec.name}"
+                continue
+            if not spec.builtin and not wanted:
+                if not autoload:
+                    rec.status, rec.reason = "not loaded", f"autoload off ({AUTOLOAD_ENV}); use -p {spec.name}"
+                    continue
+                if allow is not None and spec.name not in allow:
+                    rec.status, rec.reason = "not loaded", f"not in {ALLOWLIST_ENV}"
+                    continue
+            try:
+                loaded = spec.entry_point.load()
+                replacement = next((r for r in replacements if inspect.isclass(loaded) and isinstance(r, loaded)), None)
+                plugin = replacement if replacement is not None else _instantiate(loaded)
+            except Exception as exc:
+                err = PluginLoadError(
+                    spec.name, distribution=spec.distribution, version=spec.version, target=spec.value, cause=exc
+                )
+                self._fail(rec, err, strict)
+                continue
+            rec.plugin = plugin
+            rec.location = _location(plugin)
+            if replacement is None and not wanted and getattr(plugin, "default_enabled", True) is False:
+                rec.status, rec.reason = "available", f"opt-in: enable with -p {spec.name}"
+                continue
+            try:
+                self.register(plugin, spec.name, source=rec.source, record=rec)
+            except PluginError as err:
+                self._fail(rec, err, strict)
+
+        for name in enable:
+            if name in self.records or name in disable:
+                continue
+            self._load_module_plugin(name, known)
+
+    def _load_module_plugin(self, name: str, known: Sequence[str]) -> None:
+        """``-p some.module``: register an importable module that is not an entry point."""
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                raise UnknownPluginError(name, known) from None
+            raise PluginLoadError(name, distribution=None, version=None, target=name, cause=exc) from exc
+        except Exception as exc:
+            raise PluginLoadError(name, distribution=None, version=None, target=name, cause=exc) from exc
+        rec = PluginRecord(name=name, source="module", target=name)
+        self.register(module, name, source="module", record=rec)
+
+    def _fail(self, rec: PluginRecord, err: PluginError, strict: bool) -> None:
+        rec.status, rec.reason = "error", str(err)
+        key = rec.name if self.records.get(rec.name, rec) is rec else f"{rec.name} ({rec.distribution})"
+        self.records[key] = rec
+        if strict:
+            raise err
+
+    def require(self, name: str) -> Any:
+        """The active plugin named ``name``, or a clear error."""
+        plugin = self.get_plugin(name)
+        if plugin is None:
+            raise UnknownPluginError(name, [n for n, p in self._name2plugin.items() if p is not None])
+        return plugin
+
+    # ------------------------------------------------------------------ introspection
+    def plugin_hooks(self, name: str) -> list[str]:
+        """Names of the hooks plugin ``name`` implements, in documentation order."""
+        plugin = self.get_plugin(name)
+        if plugin is None:
+            return []
+        implemented = {caller.name for caller in self.get_hookcallers(plugin) or ()}
+        return [h for h in self.spec_names if h in implemented]
+
+    def call_order(self, hook_name: str) -> list[str]:
+        """Plugin names implementing ``hook_name``, in the order they are called."""
+        caller = getattr(self.hook, hook_name)
+        return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+
+    def active(self) -> list[PluginRecord]:
+        """Records of registered plugins, in registration order."""
+        recs = [r for r in self.records.values() if r.status == "active" and r.name in self._order]
+        recs.sort(key=lambda r: self._order[r.name])
+        return recs
+
+    def impl_for(self, hook_name: str, plugin: Any) -> pluggy.HookImpl | None:
+        caller = getattr(self.hook, hook_name, None)
+        for impl in caller.get_hookimpls() if caller is not None else ():
+            if impl.plugin is plugin:
+                return impl
+        return None
+
+
+__all__ = [
+    "ALLOWLIST_ENV",
+    "AUTOLOAD_ENV",
+    "EntryPointSpec",
+    "PluginHost",
+    "PluginRecord",
+    "PluginValidationError",
+    "autoload_enabled",
+    "discover_entry_points",
+]

@@ -1,0 +1,802 @@
+"""The Trainer: real PyTorch loops for fit / validate / predict / export, firing every hook.
+
+The simple case is a few lines::
+
+    trainer = trainhooks.Trainer(model, loss_fn=nn.CrossEntropyLoss(), optimizer=opt, epochs=10)
+    trainer.fit(train_loader, val_loader)
+
+Batches are ``(inputs, targets)`` pairs by default. For anything else give the model a
+``training_step(batch)`` returning the loss (or a dict with ``"loss"``), and optionally
+``validation_step(batch)`` returning a dict of metric tensors and ``predict_step(batch)``.
+
+What plugins read on the trainer (by convention read-only): ``model``, ``optimizer``,
+``lr_scheduler``, ``epoch``, ``epochs``, ``global_step``, ``batch_idx``, ``metrics``,
+``history``, ``save_dir``, ``stop_reason``, ``plugin_manager``, ``options``, ``rank``,
+``world_size``, ``is_global_zero``, ``device``, ``stage``. They write through
+:meth:`Trainer.log_metric`, :meth:`Trainer.log_artifact`, hook return values and
+:meth:`Trainer.save_checkpoint`.
+
+No device synchronisation happens per step in the engine: losses are kept as tensors and turned
+into floats once per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainhooks import checkpointing
+from trainhooks.callbacks import FunctionCallback
+from trainhooks.dispatch import HookDispatcher, HookProfile
+from trainhooks.errors import ConfigError, ExportFormatError, HookError, PluginError
+from trainhooks.host import PluginHost
+from trainhooks.options import collect_options
+
+log = logging.getLogger("trainhooks")
+
+CORE_OPTIONS = frozenset(
+    {
+        "task",
+        "epochs",
+        "batch_size",
+        "lr",
+        "seed",
+        "save_dir",
+        "device",
+        "plugin",
+        "quiet",
+        "name",
+        "resume",
+        "profile_hooks",
+        "help",
+        "weights",
+        "format",
+        "output",
+        "json",
+        "loop",
+    }
+)
+"""Option names trainhooks itself uses on the command line; plugins may not declare them."""
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    epochs_completed: int
+    global_step: int
+    stop_reason: str
+    stopped_early: bool
+    stopped_by: str | None
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    save_dir: Path
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy ships with torch in practice
+        pass
+
+
+def _increment_dir(base: Path) -> Path:
+    """``runs/train``, then ``runs/train2``, ``runs/train3``... (the first that does not exist)."""
+    if not base.exists():
+        return base
+    n = 2
+    while (candidate := base.with_name(f"{base.name}{n}")).exists():
+        n += 1
+    return candidate
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a torch device (try 'cpu', 'cuda', 'cuda:1', 'auto')") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+    return resolved
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        moved = [_to_device(b, device) for b in batch]
+        return type(batch)(moved) if isinstance(batch, list) else tuple(moved)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, Mapping) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return 1
+
+
+def _inputs(batch: Any) -> Any:
+    """The model input of a batch: the first element of a pair, or the batch itself."""
+    if isinstance(batch, (list, tuple)):
+        return batch[0]
+    return batch
+
+
+class Trainer:
+    """Runs training, validation, prediction and export, calling every plugin at every stage.
+
+    :param model: the ``torch.nn.Module`` to train.
+    :param loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``; not needed if the model has
+        ``training_step``.
+    :param optimizer: an optimizer, or a factory ``f(params) -> optimizer``; default Adam(1e-3).
+    :param lr_scheduler: any ``torch.optim.lr_scheduler``; stepped by the ``lr`` plugin.
+    :param epochs: maximum number of epochs.
+    :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (default: CUDA if available).
+    :param save_dir: where plugins write (checkpoints, metrics.csv, results.png); default
+        ``runs/train``, ``runs/train2``, ... whichever is free.
+    :param plugins: entry-point plugin names to enable (``"early_stopping"``, like ``-p NAME``)
+        and plugin objects or modules to register. An object that is an instance of an
+        entry-point plugin's class replaces that plugin's default instance.
+    :param disable: entry-point plugin names not to load (like ``-p no:NAME``).
+    :param callbacks: callback objects (methods named after hooks; no markers needed), run in
+        list order.
+    :param autoload: load installed third-party plugins; default true unless
+        ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD=1``. Built-in plugins always load.
+    :param default_plugins: when false, no entry-point plugin loads unless named in
+        ``plugins`` (a bare trainer, as in the benchmarks).
+    :param options: plugin options, e.g. ``{"patience": 5}`` (see ``trainhooks fit --help``).
+    :param seed: seed Python, NumPy and torch at the start of ``fit``.
+    :param grad_clip_norm: clip the gradient norm to this value before each optimizer step.
+    :param name: run name shown by loggers and notifications (default: ``save_dir``'s name).
+    :param profile_hooks: time every plugin's hooks; see :attr:`hook_profile`.
+    :param verbose: let plugins print (progress bars, per-epoch lines); ``--quiet`` sets it false.
+    :param plugin_host: an already loaded :class:`~trainhooks.host.PluginHost` (the CLI builds
+        one to show plugin options in ``--help``); ``plugins`` names and ``disable`` are then
+        ignored, objects are still registered.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss_fn: Callable[..., torch.Tensor] | None = None,
+        optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
+        lr_scheduler: Any = None,
+        epochs: int = 10,
+        device: str | torch.device | None = None,
+        save_dir: str | os.PathLike[str] | None = None,
+        plugins: Sequence[Any] = (),
+        disable: Sequence[str] = (),
+        callbacks: Sequence[Any] = (),
+        autoload: bool | None = None,
+        default_plugins: bool = True,
+        options: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        grad_clip_norm: float | None = None,
+        name: str | None = None,
+        profile_hooks: bool = False,
+        verbose: bool = True,
+        plugin_host: PluginHost | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+        if grad_clip_norm is not None and not grad_clip_norm > 0:
+            raise ConfigError(f"grad_clip_norm must be positive, got {grad_clip_norm!r}")
+        if isinstance(plugins, (str, bytes)) or isinstance(disable, (str, bytes)):
+            raise ConfigError("plugins= and disable= take lists of names, e.g. plugins=['early_stopping']")
+
+        self.model: nn.Module = model
+        self.loss_fn = loss_fn
+        self.optimizer: torch.optim.Optimizer = self._make_optimizer(optimizer)
+        self.lr_scheduler = lr_scheduler
+        self.epochs = epochs
+        self.device = _resolve_device(device)
+        self.save_dir = Path(save_dir) if save_dir is not None else _increment_dir(Path("runs") / "train")
+        self.name = name or self.save_dir.name
+        self.seed = seed
+        self.grad_clip_norm = grad_clip_norm
+        self.verbose = verbose
+
+        self.epoch = 0
+        self.global_step = 0
+        self.batch_idx = 0
+        self.metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.stop_reason: str | None = None
+        self.stopped_by: str | None = None
+        self.stage: str | None = None
+        self.example_input: Any = None
+        self.artifacts: dict[str, Path] = {}
+        self.num_train_batches: int | None = None
+        self.num_val_batches: int | None = None
+        self._pending_metrics: dict[str, Any] = {}
+        self._stop_requested = False
+
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+
+        objects = [p for p in plugins if not isinstance(p, str)]
+        names = [p for p in plugins if isinstance(p, str)]
+        host = plugin_host
+        if host is None:
+            host = PluginHost()
+            host.load_plugins(
+                enable=names, disable=disable, autoload=autoload, defaults=default_plugins, replacements=objects
+            )
+        self.plugin_manager: PluginHost = host
+        used = {id(r.plugin) for r in host.records.values()}
+        for obj in objects:
+            if id(obj) not in used:
+                host.register(obj, source="api")
+        for obj in callbacks:
+            host.register(obj, source="callback", callback_style=True)
+
+        self.hooks = HookDispatcher(host, self)
+        self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
+        table = collect_options(host, reserved=CORE_OPTIONS)
+        self.options: dict[str, Any] = table.resolve(options)
+        self.hooks.configure()
+
+    # ------------------------------------------------------------------ public helpers
+    @property
+    def is_global_zero(self) -> bool:
+        """True on the process of global rank zero (always, outside distributed runs)."""
+        return self.rank == 0
+
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        """The model without a DistributedDataParallel wrapper."""
+        return getattr(self.model, "module", self.model) if hasattr(self.model, "module") else self.model
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when a plugin's ``should_stop`` ended training before ``epochs``."""
+        return self._stop_requested
+
+    def add_callback(self, event: str, fn: Callable[..., Any]) -> str:
+        """Run ``fn`` at hook ``event``; returns the registration name (for ``unregister``).
+
+        ``fn`` takes any of the hook's arguments by name, or one positional argument that
+        receives the trainer. Callbacks added later run after earlier ones.
+
+        :raises UnknownHookError: ``event`` names no hook (with suggestions).
+        :raises HookArgumentError: ``fn`` wants an argument the hook does not pass.
+        """
+        base = f"{event}:{getattr(fn, '__name__', type(fn).__name__)}"
+        holder = FunctionCallback(owner=base, **{event: fn})
+        name, n = base, 1
+        while self.plugin_manager.has_plugin(name):
+            n += 1
+            name = f"{base}#{n}"
+        return self.plugin_manager.register(holder, name, source="callback", callback_style=True)
+
+    def log_metric(self, name: str, value: float | torch.Tensor) -> None:
+        """Record a metric; it appears in ``trainer.metrics`` (as a float) and in the history.
+
+        Tensors are converted to floats at the end of the epoch (or right away outside a
+        training epoch), so logging inside per-step hooks does not synchronise with the device.
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"metric name must be a non-empty string, got {name!r}")
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ConfigError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+            self._pending_metrics[name] = value.detach()
+        else:
+            self._pending_metrics.pop(name, None)
+            self.metrics[name] = float(value)
+
+    def log_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
+        """Announce a file a plugin wrote (listed in the final summary and FitResult.artifacts)."""
+        self.artifacts[name] = Path(path)
+
+    def _flush_metrics(self) -> None:
+        for name, value in self._pending_metrics.items():
+            self.metrics[name] = float(value.item())
+        self._pending_metrics.clear()
+
+    def _make_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
+        if optimizer is None:
+            return torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        if isinstance(optimizer, torch.optim.Optimizer):
+            return optimizer
+        if callable(optimizer):
+            made = optimizer(self.model.parameters())
+            if not isinstance(made, torch.optim.Optimizer):
+                raise ConfigError(f"optimizer factory returned {type(made).__name__}, expected a torch.optim.Optimizer")
+            return made
+        raise ConfigError(f"optimizer must be a torch.optim.Optimizer or a factory, got {type(optimizer).__name__}")
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        train_data: Iterable[Any],
+        val_data: Iterable[Any] | None = None,
+        *,
+        epochs: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
+    ) -> FitResult:
+        """Train for ``epochs`` epochs (or until a plugin's ``should_stop`` says so).
+
+        :param train_data: a DataLoader (or any re-iterable of batches).
+        :param val_data: validation batches, run after every epoch; optional.
+        :param epochs: overrides the constructor's ``epochs``.
+        :param resume: a checkpoint to continue from (model, optimizer, scheduler, counters,
+            plugin state).
+        :raises HookError: a plugin failed (``on_exception`` has fired); the original exception
+            is its ``__cause__``.
+        """
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+            self.epochs = epochs
+        self._check_data(train_data, "train_data")
+        if val_data is not None:
+            self._check_data(val_data, "val_data")
+        self.stage = "fit"
+        self.stop_reason, self.stopped_by, self._stop_requested = None, None, False
+        if resume is None:  # a fresh run: counters start over (resume restores them)
+            self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
+        self.num_train_batches = _safe_len(train_data)
+        self.num_val_batches = _safe_len(val_data) if val_data is not None else None
+        started = time.perf_counter()
+        hooks = self.hooks
+        start_epoch = 0
+        failed = False
+        try:
+            hooks.on_pretrain_routine_start()
+            if self.seed is not None:
+                seed_everything(self.seed)
+            self.model.to(self.device)
+            self._ensure_save_dir()
+            if resume is not None:
+                start_epoch = self._resume(resume)
+            hooks.on_pretrain_routine_end()
+            hooks.on_train_start()
+            for epoch in range(start_epoch, self.epochs):
+                self.epoch = epoch
+                self._train_epoch(train_data)
+                if val_data is not None:
+                    self._validate(val_data)
+                self.history.append(dict(self.metrics))
+                hooks.on_fit_epoch_end()
+                if not self._stop_requested:
+                    self._consult_should_stop()
+                if self._stop_requested:
+                    break
+            if not self._stop_requested:
+                self.stop_reason = f"completed {self.epochs} epochs"
+            hooks.on_train_end()
+        except BaseException as exc:
+            failed = True
+            self._on_exception(exc)
+            raise
+        finally:
+            self._teardown("fit", failed)
+        return FitResult(
+            epochs_completed=len(self.history),
+            global_step=self.global_step,
+            stop_reason=self.stop_reason or "",
+            stopped_early=self._stop_requested,
+            stopped_by=self.stopped_by,
+            metrics=dict(self.metrics),
+            history=[dict(h) for h in self.history],
+            save_dir=self.save_dir,
+            artifacts=dict(self.artifacts),
+            duration_s=time.perf_counter() - started,
+        )
+
+    def _train_epoch(self, data: Iterable[Any]) -> None:
+        hooks = self.hooks
+        model, optimizer, device = self.model, self.optimizer, self.device
+        move = device.type != "cpu"
+        step = self._training_step_fn()
+        clip = self.grad_clip_norm
+        params = [p for group in optimizer.param_groups for p in group["params"]] if clip else []
+        losses: list[torch.Tensor] = []
+        sizes: list[int] = []
+        model.train()
+        hooks.on_train_epoch_start()
+        for batch_idx, batch in enumerate(data):
+            self.batch_idx = batch_idx
+            if move:
+                batch = _to_device(batch, device)
+            if self.example_input is None:
+                self._capture_example(batch)
+            hooks.on_train_batch_start(batch, batch_idx)
+            outputs = step(batch)
+            loss = outputs["loss"]
+            hooks.on_before_backward(loss)
+            loss.backward()
+            hooks.on_after_backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            hooks.on_before_optimizer_step(optimizer)
+            optimizer.step()
+            hooks.on_before_zero_grad(optimizer)
+            optimizer.zero_grad(set_to_none=True)
+            self.global_step += 1
+            detached = loss.detach()
+            outputs["loss"] = detached
+            losses.append(detached)
+            sizes.append(_batch_size(batch))
+            hooks.on_train_batch_end(batch, batch_idx, outputs)
+            answer = hooks.should_stop()
+            if answer is not None and self._accept_stop(answer, "batch"):
+                break
+        if losses:
+            weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+            total = (torch.stack(losses).float() * weights).sum() / weights.sum()
+            self.metrics["train/loss"] = float(total.item())
+        self.metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+        self._flush_metrics()
+        hooks.on_train_epoch_end()
+
+    def _training_step_fn(self) -> Callable[[Any], dict[str, Any]]:
+        model = self.model
+        custom = getattr(self.unwrapped_model, "training_step", None)
+        if custom is not None:
+
+            def custom_step(batch: Any) -> dict[str, Any]:
+                out = custom(batch)
+                if isinstance(out, torch.Tensor):
+                    return {"loss": out}
+                if isinstance(out, Mapping) and "loss" in out:
+                    return dict(out)
+                raise ConfigError(
+                    f"{type(self.unwrapped_model).__name__}.training_step must return the loss tensor "
+                    f"or a dict with a 'loss' key, got {type(out).__name__}"
+                )
+
+            return custom_step
+        loss_fn = self.loss_fn
+        if loss_fn is None:
+            raise ConfigError("Trainer needs loss_fn=..., or a model with a training_step(batch) method")
+
+        def default_step(batch: Any) -> dict[str, Any]:
+            x, y = _split_pair(batch)
+            preds = model(x)
+            return {"loss": loss_fn(preds, y), "preds": preds}
+
+        return default_step
+
+    def _consult_should_stop(self) -> None:
+        answer = self.hooks.should_stop()
+        if answer is not None:
+            self._accept_stop(answer, "epoch")
+
+    def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
+        value, plugin = answer
+        if isinstance(value, str):
+            reason = value
+        elif isinstance(value, bool):
+            reason = f"stop requested by plugin {plugin!r}"
+        else:
+            raise PluginError(
+                f"plugin {plugin!r}: should_stop must return None, a bool or a str reason, "
+                f"got {type(value).__name__} ({value!r})",
+                plugin=plugin,
+            )
+        if not value:
+            return False
+        self._stop_requested = True
+        self.stop_reason = reason
+        self.stopped_by = plugin
+        log.info(
+            "stop requested by %s after %s (epoch %d, step %d): %s", plugin, where, self.epoch, self.global_step, reason
+        )
+        return True
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, data: Iterable[Any]) -> dict[str, float]:
+        """Run the validation loop once and return its metrics (``val/loss``, ``val/acc``, ...)."""
+        self._check_data(data, "data")
+        self.stage = "validate"
+        self.num_val_batches = _safe_len(data)
+        failed = False
+        try:
+            self.model.to(self.device)
+            metrics = self._validate(data)
+        except BaseException as exc:
+            failed = True
+            self._on_exception(exc)
+            raise
+        finally:
+            self._teardown("validate", failed)
+        return metrics
+
+    def _validate(self, data: Iterable[Any]) -> dict[str, float]:
+        hooks = self.hooks
+        model, device = self.model, self.device
+        move = device.type != "cpu"
+        custom = getattr(self.unwrapped_model, "validation_step", None)
+        loss_fn = self.loss_fn
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        was_training = model.training
+        model.eval()
+        hooks.on_val_start()
+        try:
+            with torch.inference_mode():
+                for batch_idx, batch in enumerate(data):
+                    if move:
+                        batch = _to_device(batch, device)
+                    if self.example_input is None:
+                        self._capture_example(batch)
+                    hooks.on_val_batch_start(batch, batch_idx)
+                    n = _batch_size(batch)
+                    if custom is not None:
+                        outputs = _as_metric_dict(custom(batch), type(self.unwrapped_model).__name__)
+                        values = {k: v for k, v in outputs.items() if k != "preds"}
+                    else:
+                        x, y = _split_pair(batch)
+                        preds = model(x)
+                        outputs = {"preds": preds}
+                        values = {}
+                        if loss_fn is not None:
+                            outputs["loss"] = values["loss"] = loss_fn(preds, y)
+                        if preds.dim() == 2 and preds.shape[0] == n and y.dim() == 1 and not y.is_floating_point():
+                            values["acc"] = (preds.argmax(dim=1) == y).float().mean()
+                    for key, value in values.items():
+                        contribution = torch.as_tensor(value, dtype=torch.float32).detach() * n
+                        sums[key] = sums[key] + contribution if key in sums else contribution
+                    count += n
+                    hooks.on_val_batch_end(batch, batch_idx, outputs)
+        finally:
+            model.train(was_training)
+        result = {f"val/{k}": float(v.item()) / count for k, v in sums.items()} if count else {}
+        self.metrics.update(result)
+        hooks.on_val_end()
+        return result
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, data: Iterable[Any]) -> Any:
+        """Run the model over ``data``; returns the predictions, concatenated when they are tensors."""
+        self._check_data(data, "data")
+        self.stage = "predict"
+        hooks = self.hooks
+        model, device = self.model, self.device
+        move = device.type != "cpu"
+        custom = getattr(self.unwrapped_model, "predict_step", None)
+        results: list[Any] = []
+        was_training = model.training
+        failed = False
+        try:
+            model.to(device)
+            model.eval()
+            hooks.on_predict_start()
+            with torch.inference_mode():
+                for batch_idx, batch in enumerate(data):
+                    if move:
+                        batch = _to_device(batch, device)
+                    if self.example_input is None:
+                        self._capture_example(batch)
+                    hooks.on_predict_batch_start(batch, batch_idx)
+                    out = custom(batch) if custom is not None else model(_inputs(batch))
+                    results.append(out)
+                    hooks.on_predict_batch_end(batch, batch_idx, out)
+            hooks.on_predict_end()
+        except BaseException as exc:
+            failed = True
+            self._on_exception(exc)
+            raise
+        finally:
+            model.train(was_training)
+            self._teardown("predict", failed)
+        if results and all(isinstance(r, torch.Tensor) for r in results):
+            return torch.cat(results)
+        return results
+
+    # ------------------------------------------------------------------ export
+    def export_formats(self) -> list[str]:
+        """Formats some plugin can export to (``torchscript``, ``onnx``, ...)."""
+        return sorted({fmt for found in self.hooks.export_formats() for fmt in (found or ())})
+
+    def export(
+        self,
+        format: str = "torchscript",
+        path: str | os.PathLike[str] | None = None,
+        *,
+        example_input: Any = None,
+    ) -> Path:
+        """Export the model with the plugin providing ``format``; returns the file written.
+
+        :param format: a format name; :meth:`export_formats` lists them.
+        :param path: output file; default ``save_dir/weights/model.<format>``.
+        :param example_input: a batch of model inputs for tracing; default the first batch the
+            trainer saw (or the task's example).
+        :raises ExportFormatError: no plugin provides ``format``; lists those that exist.
+        """
+        available = self.export_formats()
+        if format not in available:
+            raise ExportFormatError(format, available)
+        if example_input is not None:
+            self.example_input = example_input
+        if self.example_input is None:
+            raise ConfigError(
+                "export needs an example input: pass example_input=..., or run fit/validate/predict first"
+            )
+        target = Path(path) if path is not None else self.save_dir / "weights" / f"model.{format}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        model = copy.deepcopy(self.unwrapped_model).cpu().eval()
+        self.stage = "export"
+        self.hooks.on_export_start(format)
+        answer = self.hooks.export_model(model, format, target)
+        if answer is None:
+            raise ExportFormatError(format, available)
+        written = Path(str(answer[0]))
+        self.log_artifact(f"export:{format}", written)
+        self.hooks.on_export_end(format, written)
+        return written
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_checkpoint(self, *, epoch_completed: bool = True) -> dict[str, Any]:
+        """Build the checkpoint dict (see :mod:`trainhooks.checkpointing`), firing ``on_save_checkpoint``."""
+        plugins: dict[str, Any] = {}
+        for rec in self.plugin_manager.active():
+            getter = getattr(rec.plugin, "state_dict", None)
+            if callable(getter):
+                state = getter()
+                if state:
+                    plugins[rec.name] = state
+        scheduler = self.lr_scheduler
+        checkpoint: dict[str, Any] = {
+            "format": checkpointing.FORMAT,
+            "version": checkpointing.VERSION,
+            "model": self.unwrapped_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": scheduler.state_dict()
+            if scheduler is not None and hasattr(scheduler, "state_dict")
+            else None,
+            "epoch": self.epoch,
+            "epoch_completed": epoch_completed,
+            "global_step": self.global_step,
+            "metrics": dict(self.metrics),
+            "history": [dict(h) for h in self.history],
+            "stop_reason": self.stop_reason,
+            "plugins": plugins,
+        }
+        self.hooks.on_save_checkpoint(checkpoint)
+        return checkpoint
+
+    def save_checkpoint(self, path: str | os.PathLike[str], *, epoch_completed: bool = True) -> Path:
+        """Write a checkpoint atomically and fire ``on_model_save``; returns the path.
+
+        :raises CheckpointError: the file cannot be written (the previous one is kept).
+        """
+        written = checkpointing.atomic_save(self.state_checkpoint(epoch_completed=epoch_completed), path)
+        self.hooks.on_model_save(written)
+        return written
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Restore model, optimizer, scheduler, counters and plugin state; fires ``on_load_checkpoint``."""
+        checkpoint = checkpointing.load_checkpoint(path)
+        self.unwrapped_model.load_state_dict(checkpoint["model"])
+        if checkpoint.get("optimizer") is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("lr_scheduler") is not None and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        self.epoch = int(checkpoint.get("epoch", 0))
+        self.global_step = int(checkpoint.get("global_step", 0))
+        self.metrics = dict(checkpoint.get("metrics", {}))
+        self.history = [dict(h) for h in checkpoint.get("history", [])]
+        for name, state in checkpoint.get("plugins", {}).items():
+            plugin = self.plugin_manager.get_plugin(name)
+            loader = getattr(plugin, "load_state_dict", None)
+            if plugin is not None and callable(loader):
+                loader(state)
+        self.hooks.on_load_checkpoint(checkpoint)
+        return checkpoint
+
+    def _resume(self, path: str | os.PathLike[str]) -> int:
+        checkpoint = self.load_checkpoint(path)
+        start = self.epoch + 1 if checkpoint.get("epoch_completed", True) else self.epoch
+        if start >= self.epochs:
+            raise ConfigError(
+                f"checkpoint {path} already finished {start} of {self.epochs} epochs; raise --epochs to train further"
+            )
+        return start
+
+    # ------------------------------------------------------------------ plumbing
+    def _ensure_save_dir(self) -> None:
+        try:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create save_dir {self.save_dir}: {exc.strerror or exc}") from exc
+        if not os.access(self.save_dir, os.W_OK):
+            raise ConfigError(f"save_dir {self.save_dir} is not writable")
+
+    def _capture_example(self, batch: Any) -> None:
+        x = _inputs(batch)
+        if isinstance(x, torch.Tensor) and x.dim() > 0:
+            self.example_input = x[:1].detach().cpu().clone()
+
+    @staticmethod
+    def _check_data(data: Any, what: str) -> None:
+        if data is None or not isinstance(data, Iterable):
+            raise ConfigError(f"{what} must be a DataLoader or another iterable of batches, got {type(data).__name__}")
+
+    def _on_exception(self, exc: BaseException) -> None:
+        if getattr(exc, "_trainhooks_reported", False):
+            return
+        try:
+            exc._trainhooks_reported = True  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exceptions with __slots__
+            pass
+        try:
+            self.hooks.on_exception(exc)
+        except Exception as inner:
+            log.error("on_exception failed while handling %s: %s", type(exc).__name__, inner)
+
+    def _teardown(self, stage: str, failing: bool) -> None:
+        try:
+            self.hooks.teardown(stage)
+        except HookError as exc:
+            if failing:
+                log.error("teardown failed while handling an error: %s", exc)
+            else:
+                raise
+        finally:
+            if self.stage == stage:
+                self.stage = None
+
+    def __repr__(self) -> str:
+        return f"<Trainer model={type(self.unwrapped_model).__name__} epochs={self.epochs} save_dir={str(self.save_dir)!r}>"
+
+
+def _safe_len(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _split_pair(batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ConfigError(
+        f"the default step expects (inputs, targets) batches, got {type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
+        + "; give the model a training_step(batch) (and validation_step) method for other batch formats"
+    )
+
+
+def _as_metric_dict(out: Any, owner: str) -> dict[str, Any]:
+    if isinstance(out, torch.Tensor):
+        return {"loss": out}
+    if isinstance(out, Mapping):
+        return dict(out)
+    raise ConfigError(
+        f"{owner}.validation_step must return a tensor or a dict of metric tensors, got {type(out).__name__}"
+    )
+
+
+__all__ = ["FitResult", "Trainer", "seed_everything"]

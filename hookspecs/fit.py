@@ -1,0 +1,224 @@
+"""Hooks of ``Trainer.fit``: the training loop.
+
+Order within ``fit`` (also printed by ``trainhooks hooks --loop``)::
+
+    on_pretrain_routine_start, on_pretrain_routine_end, on_train_start
+    for each epoch:
+        on_train_epoch_start
+        for each batch:
+            on_train_batch_start, on_before_backward, on_after_backward,
+            on_before_optimizer_step, on_before_zero_grad, on_train_batch_end, should_stop
+        on_train_epoch_end
+        on_val_start, (on_val_batch_start, on_val_batch_end)*, on_val_end
+        on_fit_epoch_end, should_stop
+    on_train_end, teardown
+
+On an exception anywhere in that sequence: ``on_exception``, then ``teardown``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .markers import hookspec
+
+if TYPE_CHECKING:
+    import torch
+
+    from trainhooks.trainer import Trainer
+
+
+@hookspec
+def on_pretrain_routine_start(trainer: Trainer) -> None:
+    """Fires first in ``fit``, before the model is moved to its device and data is touched.
+
+    :param trainer: the trainer; ``model``, ``optimizer``, ``epochs`` and ``save_dir`` are set.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_pretrain_routine_end(trainer: Trainer) -> None:
+    """Fires once setup is done: model on its device, save_dir created, checkpoint resumed.
+
+    :param trainer: the trainer.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_train_start(trainer: Trainer) -> None:
+    """Fires once, right before the first training epoch.
+
+    :param trainer: the trainer; ``trainer.epoch`` is the first epoch to run (0, or the epoch
+        after the checkpoint's when resuming).
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_train_epoch_start(trainer: Trainer) -> None:
+    """Fires at the start of every training epoch, model in train mode.
+
+    :param trainer: the trainer; ``trainer.epoch`` is this epoch (0-based).
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_train_batch_start(trainer: Trainer, batch: Any, batch_idx: int) -> None:
+    """Fires for every training batch, after it is moved to the device, before the forward pass.
+
+    Per-step hook: keep it cheap, and do not call ``.item()`` on tensors here unless you need to.
+
+    :param trainer: the trainer.
+    :param batch: the batch as the DataLoader yielded it, on the trainer's device.
+    :param batch_idx: index of the batch within the epoch (0-based).
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_before_backward(trainer: Trainer, loss: torch.Tensor) -> None:
+    """Fires after the forward pass, before ``loss.backward()``.
+
+    :param trainer: the trainer.
+    :param loss: the scalar loss tensor about to be backpropagated (still attached to the graph).
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_after_backward(trainer: Trainer) -> None:
+    """Fires after ``loss.backward()``; gradients are populated (e.g. to inspect or clip them).
+
+    :param trainer: the trainer.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_before_optimizer_step(trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """Fires right before ``optimizer.step()``.
+
+    :param trainer: the trainer.
+    :param optimizer: the optimizer about to step.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_before_zero_grad(trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """Fires after ``optimizer.step()``, before gradients are cleared.
+
+    :param trainer: the trainer; ``trainer.global_step`` already counts this step.
+    :param optimizer: the optimizer whose gradients are about to be zeroed.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_train_batch_end(trainer: Trainer, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+    """Fires at the end of every training step, after the optimizer step and zero_grad.
+
+    :param trainer: the trainer.
+    :param batch: the batch just trained on.
+    :param batch_idx: index of the batch within the epoch.
+    :param outputs: the step's outputs: ``outputs["loss"]`` is the detached loss tensor (call
+        ``.item()`` yourself, and only when you need the number: it synchronises with the
+        device); other keys are whatever the model's ``training_step`` returned.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_train_epoch_end(trainer: Trainer) -> None:
+    """Fires after the last training batch of an epoch, before validation.
+
+    :param trainer: the trainer; ``trainer.metrics`` holds this epoch's training metrics
+        (``train/loss``, ``lr``) as floats.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_fit_epoch_end(trainer: Trainer) -> None:
+    """Fires at the very end of every epoch, after the epoch's validation.
+
+    The place for loggers, checkpointing and schedulers that monitor validation metrics.
+
+    :param trainer: the trainer; ``trainer.metrics`` holds the epoch's training *and*
+        validation metrics (``train/loss``, ``val/loss``, ``val/acc``, ``lr``, plus whatever
+        plugins logged with ``trainer.log_metric``); ``trainer.history`` has one such dict per
+        epoch so far, this one included.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_train_end(trainer: Trainer) -> None:
+    """Fires once when training ends normally: all epochs done *or* stopped by ``should_stop``.
+
+    Not fired when an exception ends training (``on_exception`` fires instead).
+
+    :param trainer: the trainer; ``trainer.stop_reason`` says why training ended.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def teardown(trainer: Trainer, stage: str) -> None:
+    """Fires last, always: after ``on_train_end``, and after ``on_exception`` on failure.
+
+    Release files, writers, sockets and threads here.
+
+    :param trainer: the trainer.
+    :param stage: which entry point is ending: ``"fit"``, ``"validate"`` or ``"predict"``.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_exception(trainer: Trainer, exception: BaseException) -> None:
+    """Fires when an exception (also Ctrl-C) escapes ``fit``, ``validate`` or ``predict``.
+
+    It fires before the exception propagates to the caller, followed by ``teardown``. An error in
+    an ``on_exception`` implementation is reported but never hides the original exception.
+
+    :param trainer: the trainer.
+    :param exception: the exception; a failure inside a hook arrives as
+        :class:`trainhooks.HookError`, naming plugin and hook, with the original as ``__cause__``.
+
+    Return value: ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def should_stop(trainer: Trainer) -> str | bool | None:
+    """Asked after every training batch and after every epoch: should training stop now?
+
+    firstresult: stops at the first non-None result; implementations after it are not called.
+
+    :param trainer: the trainer.
+
+    Return value: ``None`` to abstain; a truthy value to stop — ideally a string saying why
+    (``"val/loss did not improve for 5 epochs"``), recorded as ``trainer.stop_reason`` and
+    printed at the end. A falsy non-None value (``False``, ``""``) means "do not stop" and, being
+    non-None, also ends the consultation. A stop after a batch ends the epoch early; the epoch's
+    bookkeeping (``on_train_epoch_end``, validation, ``on_fit_epoch_end``), ``on_train_end`` and
+    ``teardown`` still run.
+    """

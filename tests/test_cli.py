@@ -1,0 +1,167 @@
+"""The trainhooks command, run in-process through cli.main (subprocess runs live in test_entry_points)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainhooks import cli
+from trainhooks.tasks import digits_task
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_default_task(tmp_path, capsys) -> None:
+    code, out, err = run(capsys, "fit", "--epochs", "2", "--save-dir", str(tmp_path / "run"))
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("Training finished: completed 2 epochs (2 epochs, 90 steps")
+    assert str(tmp_path / "run") in last
+
+
+def test_fit_with_profile_hooks(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "slowish.py").write_text(
+        "import trainhooks\n@trainhooks.hookimpl\ndef on_train_batch_end(trainer):\n    sum(range(100))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, _ = run(
+        capsys, "fit", "--epochs", "1", "--save-dir", str(tmp_path / "r"), "-p", "slowish", "--profile-hooks"
+    )
+    assert code == 0
+    assert "Hook profile" in out
+    row = next(line for line in out.splitlines() if line.startswith("slowish"))
+    assert row.split()[1] == "on_train_batch_end" and row.split()[2] == "45"
+
+
+def test_plugins_lists_builtins(capsys) -> None:
+    code, out, _ = run(capsys, "plugins")
+    assert code == 0
+    assert "torchscript" in out and "builtin" in out and "export_model" in out
+    code, out, _ = run(capsys, "plugins", "--json")
+    data = {p["name"]: p for p in json.loads(out)}
+    assert data["torchscript"]["source"] == "builtin"
+    assert data["torchscript"]["distribution"] == "trainhooks"
+    assert data["torchscript"]["hooks"] == ["export_formats", "export_model"]
+    assert data["torchscript"]["location"].endswith("export_torchscript.py")
+
+
+def test_hooks_lists_signatures_and_loop(capsys) -> None:
+    code, out, _ = run(capsys, "hooks")
+    assert code == 0
+    assert "on_train_batch_end(trainer, batch, batch_idx, outputs)" in out
+    assert "should_stop(trainer)  [firstresult]" in out
+    code, out, _ = run(capsys, "hooks", "--loop")
+    assert "for each training batch:" in out and "export_model -> torchscript" in out
+
+
+def test_validate_predict_export_on_saved_weights(tmp_path, capsys) -> None:
+    task = digits_task(seed=0)
+    weights = tmp_path / "w.pt"
+    torch.save(task.model.state_dict(), weights)
+    code, out, err = run(capsys, "validate", "--weights", str(weights), "--save-dir", str(tmp_path / "v"))
+    assert code == 0, err
+    assert "val/loss" in out and "val/acc" in out
+    code, out, err = run(capsys, "predict", "--weights", str(weights), "--save-dir", str(tmp_path / "p"))
+    assert code == 0, err
+    lines = (tmp_path / "p" / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "index,prediction,confidence" and len(lines) == 360
+    target = tmp_path / "m.torchscript"
+    code, out, err = run(capsys, "export", "--weights", str(weights), "--output", str(target))
+    assert code == 0, err
+    assert target.exists() and "exported torchscript" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "--epochs", "0"], "expected a positive integer"),
+        (["fit", "--lr", "nan"], "expected a positive number"),
+        (["fit", "--task", "no_such_module:make"], "cannot import module 'no_such_module'"),
+        (["fit", "--task", "json"], "expected 'package.module:function'"),
+        (["fit", "--task", "json:dumps"], "raised TypeError"),
+        (["fit", "--task", "os.path:sep"], "has no callable 'sep'"),
+        (["fit", "-p", "no_such_plugin"], "unknown plugin 'no_such_plugin'"),
+        (["fit", "-p", "no:torchscrip"], "did you mean torchscript"),
+        (["validate", "--weights", "missing.pt"], "weights file missing.pt does not exist"),
+        (["export", "--weights", "W", "--format", "tflite"], "no plugin provides export format 'tflite'"),
+    ],
+)
+def test_bad_cli_input_is_one_clear_error(tmp_path, capsys, monkeypatch, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    if "W" in args:
+        torch.save(digits_task().model.state_dict(), tmp_path / "W")
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    _, err = capsys.readouterr()
+    assert code == (1 if "missing.pt" in args else 2)
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_task_returning_wrong_thing(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "badtask.py").write_text("def make():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = cli.main(["fit", "--task", "badtask:make", "--save-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert "returned int, expected trainhooks.Task" in capsys.readouterr().err
+
+
+def test_user_task_gets_only_the_parameters_it_accepts(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "mytask.py").write_text(
+        "import torch, trainhooks\n"
+        "from trainhooks.testing import tiny_digits\n"
+        "def make(batch_size=8):\n"
+        "    train, val = tiny_digits(n_train=32, n_val=16, batch_size=batch_size)\n"
+        "    model = torch.nn.Linear(64, 10)\n"
+        "    return trainhooks.Task(model=model, train_data=train, val_data=val, loss_fn=torch.nn.CrossEntropyLoss())\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = cli.main(
+        [
+            "fit",
+            "--task",
+            "mytask:make",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.1",
+            "--epochs",
+            "1",
+            "--save-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "(1 epochs, 2 steps" in out
+
+
+def test_help_lists_run_commands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "predict", "export", "plugins", "hooks"):
+        assert command in out
+
+
+def test_python_m_entry(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "trainhooks", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("trainhooks ")
+
+
+def test_scan_plugin_flags() -> None:
+    assert cli.scan_plugin_flags(["fit", "-p", "a", "-pb", "--plugin", "no:c", "--plugin=d", "--", "-p", "e"]) == (
+        ["a", "b", "d"],
+        ["c"],
+    )

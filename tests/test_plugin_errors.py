@@ -1,0 +1,178 @@
+"""Every bad plugin gets one clear error naming the culprit; nothing is left half-registered."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+import trainhooks
+from trainhooks.host import PluginHost
+from trainhooks.testing import HookRecorder
+
+
+def test_misspelled_marked_hook_suggests_close_names() -> None:
+    class Typo:
+        @trainhooks.hookimpl
+        def on_epoch_end(self, trainer):
+            pass
+
+    host = PluginHost()
+    with pytest.raises(trainhooks.UnknownHookError) as info:
+        host.register(Typo(), "typo")
+    msg = str(info.value)
+    assert "'typo'" in msg and "'on_epoch_end'" in msg
+    assert "did you mean on_fit_epoch_end / on_train_epoch_end?" in msg
+    assert info.value.plugin == "typo" and info.value.hook == "on_epoch_end"
+    assert host.get_plugin("typo") is None and not host.has_plugin("typo")
+    assert host.call_order("on_train_epoch_end") == []
+
+
+def test_misspelled_callback_method_is_an_error_not_silence(make_trainer) -> None:
+    class MyCallback(trainhooks.BaseCallback):
+        def on_train_epoch_end(self, trainer):
+            pass
+
+        def on_batch_end(self, trainer):
+            pass
+
+    with pytest.raises(trainhooks.UnknownHookError, match=r"on_batch_end.*did you mean"):
+        make_trainer(callbacks=[MyCallback()])
+
+
+def test_add_callback_with_unknown_event(make_trainer) -> None:
+    trainer = make_trainer()
+    with pytest.raises(trainhooks.UnknownHookError, match=r"'on_epoch_end'.*on_fit_epoch_end / on_train_epoch_end"):
+        trainer.add_callback("on_epoch_end", lambda trainer: None)
+
+
+def test_argument_not_in_spec_names_plugin_hook_and_argument() -> None:
+    class Bad:
+        @trainhooks.hookimpl
+        def on_train_batch_end(self, trainer, batch, batch_index):
+            pass
+
+    host = PluginHost()
+    with pytest.raises(trainhooks.HookArgumentError) as info:
+        host.register(Bad(), "bad")
+    msg = str(info.value)
+    assert "'bad'" in msg and "'batch_index'" in msg and "on_train_batch_end" in msg
+    assert "did you mean batch_idx" in msg and "trainer, batch, batch_idx, outputs" in msg
+    assert info.value.argument == "batch_index"
+    assert not host.has_plugin("bad")
+
+
+def test_callback_function_with_wrong_arguments(make_trainer) -> None:
+    trainer = make_trainer()
+
+    def cb(trainer, epoch):
+        pass
+
+    with pytest.raises(trainhooks.HookArgumentError, match=r"'epoch'.*on_train_epoch_end"):
+        trainer.add_callback("on_train_epoch_end", cb)
+
+
+def test_exception_in_hook_names_plugin_and_hook_after_on_exception(make_trainer, loaders) -> None:
+    seen: list[BaseException] = []
+
+    class Flaky(trainhooks.Callback):
+        def on_train_batch_end(self, trainer, batch_idx):
+            if trainer.global_step == 2:
+                raise ZeroDivisionError("bad math in plugin")
+
+    class Watcher(trainhooks.Callback):
+        def on_exception(self, trainer, exception):
+            seen.append(exception)
+
+    rec = HookRecorder()
+    trainer = make_trainer(callbacks=[Flaky(), Watcher()], plugins=[rec])
+    with pytest.raises(trainhooks.HookError) as info:
+        trainer.fit(*loaders)
+    err = info.value
+    assert err.plugin == "Flaky" and err.hook == "on_train_batch_end"
+    assert "plugin 'Flaky' failed in hook 'on_train_batch_end': ZeroDivisionError: bad math in plugin" in str(err)
+    assert isinstance(err.__cause__, ZeroDivisionError) and err.original is err.__cause__
+    assert seen == [err]  # on_exception fired first, with the named error
+    names = rec.names()
+    assert names[-2:] == ["on_exception", "teardown"] and "on_train_end" not in names
+
+
+def test_error_in_on_exception_never_hides_the_original(make_trainer, loaders, caplog) -> None:
+    class Breaks(trainhooks.Callback):
+        def on_train_start(self, trainer):
+            raise RuntimeError("original")
+
+        def on_exception(self, trainer, exception):
+            raise ValueError("secondary")
+
+    trainer = make_trainer(callbacks=[Breaks()])
+    with pytest.raises(trainhooks.HookError, match="original"):
+        trainer.fit(*loaders)
+    assert "secondary" in caplog.text
+
+
+def test_keyboard_interrupt_passes_through_after_on_exception(make_trainer, loaders) -> None:
+    class CtrlC(trainhooks.Callback):
+        def on_train_batch_start(self, trainer):
+            raise KeyboardInterrupt
+
+    rec = HookRecorder()
+    trainer = make_trainer(callbacks=[CtrlC()], plugins=[rec])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(*loaders)
+    assert isinstance(rec.first("on_exception").kwargs["exception"], KeyboardInterrupt)
+    assert rec.names()[-1] == "teardown"
+
+
+def test_registering_twice_is_an_error(make_trainer) -> None:
+    cb = trainhooks.LambdaCallback(on_train_end=lambda trainer: None)
+    trainer = make_trainer(callbacks=[cb])
+    with pytest.raises(trainhooks.DuplicatePluginError, match="already registered"):
+        trainer.plugin_manager.register(cb)
+    module = types.ModuleType("dup_mod")
+    trainer.plugin_manager.register(module, "dup")
+    with pytest.raises(trainhooks.DuplicatePluginError, match="'dup' is already registered"):
+        trainer.plugin_manager.register(types.ModuleType("other"), "dup")
+
+
+def test_unknown_plugin_names(make_trainer) -> None:
+    with pytest.raises(trainhooks.UnknownPluginError, match=r"'torchscrpt'.*did you mean torchscript"):
+        make_trainer(plugins=["torchscrpt"])
+    with pytest.raises(trainhooks.UnknownPluginError, match=r"'torchscrpt'"):
+        make_trainer(disable=["torchscrpt"])
+
+
+def test_plugins_must_be_a_list(make_trainer) -> None:
+    with pytest.raises(trainhooks.ConfigError, match="lists of names"):
+        make_trainer(plugins="torchscript")
+
+
+def test_unmarked_hook_function_in_a_plugin_module_warns(make_trainer) -> None:
+    module = types.ModuleType("forgot_marker")
+    exec("def on_train_end(trainer):\n    pass\n", module.__dict__)
+    with pytest.warns(UserWarning, match=r"on_train_end\(\).*without @trainhooks.hookimpl"):
+        make_trainer(plugins=[module])
+
+
+def test_bad_trainer_arguments() -> None:
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(trainhooks.ConfigError, match="epochs must be a positive integer"):
+        trainhooks.Trainer(model, epochs=0, default_plugins=False)
+    with pytest.raises(trainhooks.ConfigError, match=r"torch\.nn\.Module"):
+        trainhooks.Trainer("resnet", default_plugins=False)  # type: ignore[arg-type]
+    with pytest.raises(trainhooks.ConfigError, match="device 'gpu0'"):
+        trainhooks.Trainer(model, device="gpu0", default_plugins=False)
+
+
+def test_default_step_needs_pairs(make_trainer) -> None:
+    data = [torch.zeros(4, 64)]
+    trainer = make_trainer()
+    with pytest.raises(trainhooks.ConfigError, match=r"\(inputs, targets\) batches.*training_step"):
+        trainer.fit(data)
+
+
+def test_export_of_unknown_format_lists_formats(make_trainer) -> None:
+    trainer = make_trainer(plugins=["torchscript"])
+    with pytest.raises(trainhooks.ExportFormatError, match=r"'tflite'.*available formats: torchscript"):
+        trainer.export("tflite", example_input=torch.zeros(1, 64))
