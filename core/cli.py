@@ -182,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args_list)
     except HookError as exc:
-        cause = exc.__cause__ or exc.original
-        print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        cause = exc.original
+        if not isinstance(cause, TrainhooksError):  # a bug in the plugin: show its traceback
+            print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
         print(f"trainhooks: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except TrainhooksError as exc:
@@ -276,17 +277,18 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     if trainer.hook_profile is not None:
         print(format_profile(trainer))
     if not args.quiet:
-        print(summary_line(result))
+        print(summary_line(result, trainer.epochs))
     return 0
 
 
-def summary_line(result: FitResult) -> str:
+def summary_line(result: FitResult, epochs: int | None = None) -> str:
     """The last line of ``trainhooks fit``: why training stopped and where everything went."""
     what = "stopped early" if result.stopped_early else "finished"
-    by = f" by {result.stopped_by}" if result.stopped_by else ""
+    of = f" of {epochs}" if epochs else ""
+    by = f" [{result.stopped_by}]" if result.stopped_by else ""
     head = (
-        f"Training {what}{by}: {result.stop_reason} "
-        f"({result.epochs_completed} epochs, {result.global_step} steps, {result.duration_s:.1f}s)."
+        f"Training {what} after {result.epochs_completed}{of} epochs "
+        f"({result.global_step} steps, {result.duration_s:.1f}s): {result.stop_reason}{by}."
     )
     files = []
     for path in result.artifacts.values():

@@ -142,6 +142,11 @@ class HookError(PluginError):
         self.hook = hook
         self.original = original
 
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """A plugin reporting bad configuration on purpose (a TrainhooksError) is a usage error."""
+        return self.original.exit_code if isinstance(self.original, TrainhooksError) else 1
+
 
 class ExportFormatError(ConfigError):
     """No plugin provides the requested export format."""

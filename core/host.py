@@ -311,6 +311,24 @@ class PluginHost(pluggy.PluginManager):
                 stacklevel=4,
             )
 
+    def _declared_hooks(self, plugin: Any) -> list[str]:
+        """Hooks an unregistered (opt-in) plugin would implement, for listings."""
+        callback_style = isinstance(plugin, Callback)
+        if callback_style:
+            self._callback_style.add(id(plugin))
+        try:
+            found = set()
+            for attr in dir(plugin):
+                try:
+                    opts = self.parse_hookimpl_opts(plugin, attr)
+                except Exception:
+                    continue
+                if opts is not None:
+                    found.add(opts.get("specname") or attr)
+        finally:
+            self._callback_style.discard(id(plugin))
+        return [h for h in self.spec_names if h in found]
+
     @staticmethod
     def _where(plugin: Any, attr: str) -> str:
         owner = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__qualname__
@@ -432,6 +450,7 @@ class PluginHost(pluggy.PluginManager):
             rec.location = _location(plugin)
             if replacement is None and not wanted and getattr(plugin, "default_enabled", True) is False:
                 rec.status, rec.reason = "available", f"opt-in: enable with -p {spec.name}"
+                rec.hooks = self._declared_hooks(plugin)
                 continue
             try:
                 self.register(plugin, spec.name, source=rec.source, record=rec)

@@ -237,6 +237,8 @@ class Trainer:
         self.num_train_batches: int | None = None
         self.num_val_batches: int | None = None
         self._pending_metrics: dict[str, Any] = {}
+        self._in_batch_loop = False
+        self._epoch_record: dict[str, float] | None = None
         self._stop_requested = False
 
         self.rank = int(os.environ.get("RANK", "0"))
@@ -301,18 +303,25 @@ class Trainer:
     def log_metric(self, name: str, value: float | torch.Tensor) -> None:
         """Record a metric; it appears in ``trainer.metrics`` (as a float) and in the history.
 
-        Tensors are converted to floats at the end of the epoch (or right away outside a
-        training epoch), so logging inside per-step hooks does not synchronise with the device.
+        Tensors logged from per-step hooks are converted to floats once, at the end of the
+        epoch's training, so logging there does not synchronise with the device; elsewhere they
+        are converted right away. A metric logged in ``on_fit_epoch_end`` joins that epoch's
+        ``history`` entry; loggers (csv, tensorboard) see it if it is logged before them — log
+        with ``@hookimpl(tryfirst=True)`` there, or earlier (``on_val_end``).
         """
         if not isinstance(name, str) or not name:
             raise ConfigError(f"metric name must be a non-empty string, got {name!r}")
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise ConfigError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
-            self._pending_metrics[name] = value.detach()
-        else:
-            self._pending_metrics.pop(name, None)
-            self.metrics[name] = float(value)
+            if self._in_batch_loop:
+                self._pending_metrics[name] = value.detach()
+                return
+            value = value.item()
+        self._pending_metrics.pop(name, None)
+        self.metrics[name] = float(value)
+        if self._epoch_record is not None:  # logged after the epoch's history entry was made
+            self._epoch_record[name] = float(value)
 
     def log_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
         """Announce a file a plugin wrote (listed in the final summary and FitResult.artifacts)."""
@@ -386,7 +395,8 @@ class Trainer:
                 self._train_epoch(train_data)
                 if val_data is not None:
                     self._validate(val_data)
-                self.history.append(dict(self.metrics))
+                self._epoch_record = dict(self.metrics)
+                self.history.append(self._epoch_record)
                 hooks.on_fit_epoch_end()
                 if not self._stop_requested:
                     self._consult_should_stop()
@@ -400,6 +410,8 @@ class Trainer:
             self._on_exception(exc)
             raise
         finally:
+            self._in_batch_loop = False
+            self._epoch_record = None
             self._teardown("fit", failed)
         return FitResult(
             epochs_completed=len(self.history),
@@ -424,7 +436,9 @@ class Trainer:
         losses: list[torch.Tensor] = []
         sizes: list[int] = []
         model.train()
+        self._epoch_record = None
         hooks.on_train_epoch_start()
+        self._in_batch_loop = True
         for batch_idx, batch in enumerate(data):
             self.batch_idx = batch_idx
             if move:
@@ -452,6 +466,7 @@ class Trainer:
             answer = hooks.should_stop()
             if answer is not None and self._accept_stop(answer, "batch"):
                 break
+        self._in_batch_loop = False
         if losses:
             weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
             total = (torch.stack(losses).float() * weights).sum() / weights.sum()

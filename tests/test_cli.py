@@ -21,8 +21,8 @@ def test_fit_default_task(tmp_path, capsys) -> None:
     code, out, err = run(capsys, "fit", "--epochs", "2", "--save-dir", str(tmp_path / "run"))
     assert code == 0, err
     last = out.strip().splitlines()[-1]
-    assert last.startswith("Training finished: completed 2 epochs (2 epochs, 90 steps")
-    assert str(tmp_path / "run") in last
+    assert last.startswith("Training finished after 2 of 2 epochs (90 steps, ")
+    assert "): completed 2 epochs." in last and str(tmp_path / "run") in last
 
 
 def test_fit_with_profile_hooks(tmp_path, capsys, monkeypatch) -> None:
@@ -57,7 +57,7 @@ def test_hooks_lists_signatures_and_loop(capsys) -> None:
     assert "on_train_batch_end(trainer, batch, batch_idx, outputs)" in out
     assert "should_stop(trainer)  [firstresult]" in out
     code, out, _ = run(capsys, "hooks", "--loop")
-    assert "for each training batch:" in out and "export_model -> torchscript" in out
+    assert "for each training batch:" in out and "export_model -> onnx, torchscript" in out
 
 
 def test_validate_predict_export_on_saved_weights(tmp_path, capsys) -> None:
@@ -141,7 +141,7 @@ def test_user_task_gets_only_the_parameters_it_accepts(tmp_path, capsys, monkeyp
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "(1 epochs, 2 steps" in out
+    assert "after 1 of 1 epochs (2 steps" in out
 
 
 def test_help_lists_run_commands(capsys) -> None:

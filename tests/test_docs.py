@@ -32,3 +32,17 @@ def test_readme_hook_table_names_real_hooks() -> None:
     table = readme.split("## Hooks", 1)[1].split("## Command line", 1)[0]
     mentioned = set(re.findall(r"`(on_\w+|should_stop|teardown|configure|add_options|export_\w+)`", table))
     assert mentioned <= set(hook_signatures()) | {"on_pretrain_routine_start"}
+
+
+def test_every_builtin_plugin_and_option_is_documented() -> None:
+    from trainhooks.host import PluginHost
+    from trainhooks.options import collect_options
+
+    text = (REPO / "docs" / "plugins.md").read_text()
+    host = PluginHost()
+    host.load_plugins(strict=True)
+    for name, rec in host.records.items():
+        if rec.source == "builtin":
+            assert f"`{name}`" in text, f"plugin {name} is not documented in docs/plugins.md"
+    for spec in collect_options(host).specs.values():
+        assert spec.flags[0] in text, f"option {spec.flags[0]} of {spec.plugin} is not documented"

@@ -139,7 +139,7 @@ def test_cli_prints_the_stop_reason(tmp_path, monkeypatch, capsys) -> None:
     code = cli.main(["fit", "--epochs", "10", "--save-dir", str(tmp_path / "run2"), "-p", "stopper_plugin"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "stopper says epoch 2 is plenty" in out and "2 epochs" in out
+    assert "stopper says epoch 2 is plenty" in out and "stopped early after 2 of 10 epochs" in out
 
 
 def test_stop_on_real_digits_with_tiny_data() -> None:

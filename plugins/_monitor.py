@@ -1,0 +1,76 @@
+"""Shared by the plugins that watch a metric (early_stopping, checkpoint, lr's plateau mode).
+
+Semantics follow Keras/Lightning: ``monitor`` names a metric in ``trainer.metrics``; ``mode``
+is ``min`` or ``max`` (``auto`` infers it from the name: accuracy-like names are maximised,
+everything else minimised); an improvement must beat the best value by more than ``min_delta``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import trainhooks
+
+MAX_HINTS = ("acc", "accuracy", "auc", "f1", "precision", "recall", "map", "iou", "dice", "r2", "score")
+
+
+def infer_mode(monitor: str, mode: str) -> str:
+    """Resolve ``auto`` to ``min`` or ``max``; reject anything else."""
+    if mode in ("min", "max"):
+        return mode
+    if mode != "auto":
+        raise trainhooks.ConfigError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    leaf = monitor.rsplit("/", 1)[-1].lower()
+    return "max" if any(leaf == h or leaf.endswith(h) or leaf.startswith(h) for h in MAX_HINTS) else "min"
+
+
+@dataclass
+class Monitor:
+    """Tracks the best value of one metric."""
+
+    metric: str
+    mode: str = "auto"
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        self.mode = infer_mode(self.metric, self.mode)
+        if self.min_delta < 0:
+            raise trainhooks.ConfigError(f"min_delta must be >= 0, got {self.min_delta}")
+
+    def read(self, metrics: dict[str, float], owner: str) -> float:
+        """The monitored value, or a clear error listing what is available."""
+        if self.metric not in metrics:
+            available = ", ".join(sorted(metrics)) or "none yet"
+            raise trainhooks.ConfigError(
+                f"{owner}: monitored metric {self.metric!r} is not in trainer.metrics "
+                f"(available: {available}); is validation data given, or is the name misspelled?"
+            )
+        return float(metrics[self.metric])
+
+    def is_improvement(self, value: float) -> bool:
+        """Does ``value`` beat the best so far by more than ``min_delta``? (NaN never does.)"""
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record ``value``; returns True when it is a new best."""
+        if self.is_improvement(value):
+            self.best, self.best_epoch = value, epoch
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode, "best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.best_epoch = state.get("best_epoch")

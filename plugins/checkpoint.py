@@ -1,0 +1,115 @@
+"""``checkpoint``: save ``weights/last.pt`` every epoch and ``weights/best.pt`` on improvement.
+
+Default on. "Save the weights whenever validation accuracy improves" is
+``trainhooks fit --ckpt-monitor val/acc`` (mode is inferred: accuracy is maximised), or
+``Trainer(plugins=[ModelCheckpoint(monitor="val/acc")])``, which replaces the default instance.
+
+* ``last.pt`` after every epoch; ``best.pt`` whenever ``monitor`` improves (Keras/Lightning
+  semantics: ``mode`` min/max/auto, no ``min_delta``).
+* ``save_top_k`` > 1 (or -1 for all) also keeps ``weights/epoch{N}.pt`` for the k best epochs,
+  deleting files that fall out of the top k (Lightning's ``save_top_k``).
+* Writes are atomic (temporary file + fsync + rename) and fire ``on_model_save``; files load
+  with ``torch.load(path, weights_only=True)`` and hold model, optimizer, scheduler, counters,
+  metrics, history and every plugin's state (see ``trainhooks.checkpointing``).
+* A model whose weights are no longer finite (NaN/inf) is never saved over a good file.
+* Runs on global rank zero only; runs after the other ``on_fit_epoch_end`` implementations
+  (``trylast``) so their state (early-stopping counters, stepped schedulers) is what is saved.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import trainhooks
+from trainhooks.plugins._monitor import Monitor
+
+
+def weights_are_finite(model: Any) -> bool:
+    """One device sync for the whole model."""
+    import torch
+
+    checks = [torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(checks).all().item()) if checks else True
+
+
+class ModelCheckpoint(trainhooks.Callback):
+    """Keep ``last.pt``, ``best.pt`` and optionally the top-k epochs in ``save_dir/weights``."""
+
+    rank_zero_only = True
+
+    def __init__(self, monitor: str | None = None, mode: str | None = None, save_top_k: int | None = None) -> None:
+        self._given: dict[str, Any] = {"ckpt_monitor": monitor, "ckpt_mode": mode, "save_top_k": save_top_k}
+        self.monitor = Monitor(monitor or "val/loss", mode or "auto")
+        self.save_top_k = save_top_k if save_top_k is not None else 1
+        self.top: list[tuple[float, int, str]] = []  # (value, epoch, file) best first
+        self._warned_missing = False
+
+    def add_options(self, parser: Any) -> None:
+        parser.add_option("--ckpt-monitor", default="val/loss", help="metric that decides best.pt")
+        parser.add_option("--ckpt-mode", default="auto", choices=["auto", "min", "max"], help="minimise or maximise it")
+        parser.add_option(
+            "--save-top-k", type=int, default=1, help="keep the k best epochs as weights/epochN.pt too (-1: all)"
+        )
+
+    def configure(self, trainer: trainhooks.Trainer) -> None:
+        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
+        self.monitor = Monitor(opts["ckpt_monitor"] or "val/loss", opts["ckpt_mode"] or "auto")
+        k = opts["save_top_k"]
+        self.save_top_k = int(k) if k is not None else 1
+        if self.save_top_k < -1:
+            raise trainhooks.ConfigError(f"checkpoint: save_top_k must be >= -1, got {self.save_top_k}")
+
+    @trainhooks.hookimpl(trylast=True)
+    def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
+        weights = trainer.save_dir / "weights"
+        if not weights_are_finite(trainer.unwrapped_model):
+            warnings.warn(
+                f"checkpoint: the model's weights are not finite at epoch {trainer.epoch + 1}; "
+                "keeping the previous checkpoint files",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        value = self._read(trainer)
+        improved = value is not None and self.monitor.update(value, trainer.epoch)
+        trainer.log_artifact("last.pt", trainer.save_checkpoint(weights / "last.pt"))
+        if improved:
+            trainer.log_artifact("best.pt", trainer.save_checkpoint(weights / "best.pt"))
+        if value is not None and (self.save_top_k > 1 or self.save_top_k == -1):
+            self._keep_top_k(trainer, weights, value)
+
+    def _read(self, trainer: trainhooks.Trainer) -> float | None:
+        if self.monitor.metric in trainer.metrics:
+            return float(trainer.metrics[self.monitor.metric])
+        if not self._warned_missing:
+            self._warned_missing = True
+            warnings.warn(
+                f"checkpoint: monitored metric {self.monitor.metric!r} is not in trainer.metrics "
+                f"(available: {', '.join(sorted(trainer.metrics))}); saving last.pt only",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+
+    def _keep_top_k(self, trainer: trainhooks.Trainer, weights: Path, value: float) -> None:
+        if math.isnan(value):
+            return
+        sign = 1.0 if self.monitor.mode == "min" else -1.0
+        candidate = (value, trainer.epoch, f"epoch{trainer.epoch + 1}.pt")
+        ranked = sorted([*self.top, candidate], key=lambda t: (sign * t[0], t[1]))
+        keep = ranked if self.save_top_k == -1 else ranked[: self.save_top_k]
+        if candidate in keep:
+            trainer.save_checkpoint(weights / candidate[2])
+        for _, _, name in set(self.top) - set(keep):
+            (weights / name).unlink(missing_ok=True)
+        self.top = keep
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor.state_dict(), "top": [list(t) for t in self.top]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state_dict.get("monitor", {}))
+        self.top = [(float(v), int(e), str(n)) for v, e, n in state_dict.get("top", [])]

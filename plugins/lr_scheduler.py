@@ -1,0 +1,83 @@
+"""``lr``: step the trainer's learning-rate scheduler at the right time, and log learning rates.
+
+Default on. Works with any ``torch.optim.lr_scheduler``:
+
+* ``ReduceLROnPlateau`` steps once per epoch with the monitored metric (``--lr-monitor``,
+  default ``val/loss``), after validation;
+* ``OneCycleLR`` and ``CyclicLR`` step after every optimizer step (they are defined per step);
+* every other scheduler steps once per epoch, after validation.
+
+``--lr-interval epoch|step`` overrides the choice. The engine records ``lr`` (first parameter
+group, the rate used during the epoch); with several parameter groups this plugin also logs
+``lr/pg0``, ``lr/pg1``, ... (also the rates used during the epoch). It steps before the checkpoint plugin saves, so a checkpoint holds
+the scheduler state of the next epoch and a resumed run continues with the right rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trainhooks
+
+PER_STEP = ("OneCycleLR", "CyclicLR")
+
+
+class LRScheduler(trainhooks.Callback):
+    """Step ``trainer.lr_scheduler`` per epoch or per step; log per-group learning rates."""
+
+    def __init__(self, interval: str | None = None, monitor: str | None = None) -> None:
+        self._given: dict[str, Any] = {"lr_interval": interval, "lr_monitor": monitor}
+        self.interval = interval or "auto"
+        self.monitor = monitor or "val/loss"
+        self.resolved: str | None = None
+
+    def add_options(self, parser: Any) -> None:
+        parser.add_option(
+            "--lr-interval", default="auto", choices=["auto", "epoch", "step"], help="when to step the scheduler"
+        )
+        parser.add_option("--lr-monitor", default="val/loss", help="metric for ReduceLROnPlateau")
+
+    def configure(self, trainer: trainhooks.Trainer) -> None:
+        self.interval = self._given["lr_interval"] or trainer.options.get("lr_interval") or "auto"
+        self.monitor = self._given["lr_monitor"] or trainer.options.get("lr_monitor") or "val/loss"
+
+    @staticmethod
+    def _is_plateau(scheduler: Any) -> bool:
+        import torch
+
+        return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        scheduler = trainer.lr_scheduler
+        if scheduler is None:
+            self.resolved = None
+            return
+        if self.interval != "auto":
+            self.resolved = self.interval
+        else:
+            self.resolved = "step" if type(scheduler).__name__ in PER_STEP else "epoch"
+        if self.resolved == "step" and self._is_plateau(scheduler):
+            raise trainhooks.ConfigError("lr: ReduceLROnPlateau needs a metric and can only step per epoch")
+
+    def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
+        if self.resolved == "step":
+            trainer.lr_scheduler.step()
+
+    @trainhooks.hookimpl(tryfirst=True)
+    def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
+        groups = trainer.optimizer.param_groups
+        if len(groups) > 1:
+            for i, group in enumerate(groups):
+                trainer.log_metric(f"lr/pg{i}", float(group["lr"]))
+        if self.resolved != "epoch":
+            return
+        scheduler = trainer.lr_scheduler
+        if self._is_plateau(scheduler):
+            if self.monitor not in trainer.metrics:
+                raise trainhooks.ConfigError(
+                    f"lr: ReduceLROnPlateau monitors {self.monitor!r}, which is not in trainer.metrics "
+                    f"(available: {', '.join(sorted(trainer.metrics))})"
+                )
+            scheduler.step(trainer.metrics[self.monitor])
+        else:
+            scheduler.step()

@@ -1,0 +1,138 @@
+"""``notify``: POST a JSON message to a webhook when training starts, ends or fails.
+
+Opt-in: ``trainhooks fit -p notify --notify-url https://hooks.slack.com/services/...``.
+
+The body is Slack-compatible (a ``text`` field) and carries the details as JSON::
+
+    {"text": "trainhooks run 'train3' finished: completed 10 epochs (val/acc 0.9722, ...)",
+     "run": "train3", "event": "train_end", "epoch": 9, "global_step": 450,
+     "metrics": {...}, "stop_reason": "completed 10 epochs", "save_dir": "runs/train3"}
+
+Events: ``train_start``, ``train_end`` and ``exception`` (``--notify-events`` picks some). Each
+POST has a timeout and is retried with a short back-off; a notification that still fails is a
+warning — it never stops training. Runs on global rank zero only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import warnings
+from typing import Any
+
+import trainhooks
+
+EVENTS = ("train_start", "train_end", "exception")
+
+
+class NotificationWarning(UserWarning):
+    """A webhook could not be reached; training went on."""
+
+
+class Notify(trainhooks.Callback):
+    """Send start/end/exception messages to a webhook URL."""
+
+    default_enabled = False
+    rank_zero_only = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        events: str | list[str] | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None:
+        self._given: dict[str, Any] = {
+            "notify_url": url,
+            "notify_events": events,
+            "notify_timeout": timeout,
+            "notify_retries": retries,
+        }
+        self.url = url
+        self.events: set[str] = set(EVENTS)
+        self.timeout = timeout or 5.0
+        self.retries = retries if retries is not None else 2
+        self.sent: list[dict[str, Any]] = []
+        self.failures = 0
+
+    def add_options(self, parser: Any) -> None:
+        parser.add_option("--notify-url", default=None, help="webhook URL to POST JSON messages to")
+        parser.add_option("--notify-events", default=",".join(EVENTS), help="comma-separated: " + ", ".join(EVENTS))
+        parser.add_option("--notify-timeout", type=float, default=5.0, help="seconds per attempt")
+        parser.add_option("--notify-retries", type=int, default=2, help="extra attempts after a failure")
+
+    def configure(self, trainer: trainhooks.Trainer) -> None:
+        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
+        self.url = opts["notify_url"]
+        if not self.url or not str(self.url).startswith(("http://", "https://")):
+            raise trainhooks.ConfigError(f"notify: --notify-url must be an http(s) URL, got {self.url!r}")
+        events = opts["notify_events"] if opts["notify_events"] is not None else list(EVENTS)
+        names = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
+        unknown = set(names) - set(EVENTS)
+        if unknown:
+            raise trainhooks.ConfigError(f"notify: unknown event(s) {sorted(unknown)}; choose from {', '.join(EVENTS)}")
+        self.events = set(names)
+        self.timeout = float(opts["notify_timeout"] or 5.0)
+        self.retries = int(opts["notify_retries"] if opts["notify_retries"] is not None else 2)
+
+    def message(self, trainer: trainhooks.Trainer, event: str, text: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "text": text,
+            "run": trainer.name,
+            "event": event,
+            "epoch": trainer.epoch,
+            "global_step": trainer.global_step,
+            "metrics": dict(trainer.metrics),
+            "stop_reason": trainer.stop_reason,
+            "save_dir": str(trainer.save_dir),
+            **extra,
+        }
+
+    def post(self, payload: dict[str, Any]) -> bool:
+        """POST ``payload``; True on a 2xx answer. Never raises."""
+        assert self.url is not None
+        data = json.dumps(payload).encode("utf-8")
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(
+                self.url, data=data, headers={"Content-Type": "application/json"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    if 200 <= response.status < 300:
+                        self.sent.append(payload)
+                        return True
+                    last_error = f"HTTP {response.status}"
+            except urllib.error.HTTPError as exc:
+                last_error = f"HTTP {exc.code} {exc.reason}"
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                last_error = str(getattr(exc, "reason", exc))
+            if attempt < self.retries:
+                time.sleep(min(0.2 * 2**attempt, 2.0))
+        self.failures += 1
+        warnings.warn(
+            f"notify: could not deliver {payload['event']!r} to {self.url} after {self.retries + 1} attempts "
+            f"({last_error}); training continues",
+            NotificationWarning,
+            stacklevel=2,
+        )
+        return False
+
+    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        if "train_start" in self.events:
+            text = f"trainhooks run {trainer.name!r} started: {trainer.epochs} epochs, saving to {trainer.save_dir}"
+            self.post(self.message(trainer, "train_start", text))
+
+    def on_train_end(self, trainer: trainhooks.Trainer) -> None:
+        if "train_end" in self.events:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in trainer.metrics.items())
+            text = f"trainhooks run {trainer.name!r} finished: {trainer.stop_reason} ({shown})"
+            self.post(self.message(trainer, "train_end", text))
+
+    def on_exception(self, trainer: trainhooks.Trainer, exception: BaseException) -> None:
+        if "exception" in self.events:
+            error = f"{type(exception).__name__}: {exception}"
+            text = f"trainhooks run {trainer.name!r} failed at epoch {trainer.epoch + 1}, step {trainer.global_step}: {error}"
+            self.post(self.message(trainer, "exception", text, error=error))

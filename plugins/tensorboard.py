@@ -1,0 +1,118 @@
+"""``tensorboard``: real TensorBoard event files via ``torch.utils.tensorboard``.
+
+Opt-in (needs the ``tensorboard`` package: ``pip install "trainhooks[tensorboard]"``):
+``trainhooks fit -p tensorboard``, then ``tensorboard --logdir runs``.
+
+Writes every metric in ``trainer.metrics`` after each epoch, tagged by its name (``train/loss``,
+``val/acc``, ``lr``) at step = epoch number (1-based, as in metrics.csv); optionally the
+training loss every N optimizer steps (``--tb-log-every-n-steps``, tag ``train/loss_step``,
+step = global step); the model graph at the first batch (``--no-tb-graph`` to skip); and the run's
+hyper-parameters with the final metrics at the end (the HPARAMS tab). Files go to
+``save_dir/tensorboard`` (``--tb-dir``). Runs on global rank zero only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import trainhooks
+
+
+class TensorBoard(trainhooks.Callback):
+    """Log scalars, graph and hparams to TensorBoard event files."""
+
+    default_enabled = False
+    rank_zero_only = True
+
+    def __init__(
+        self, log_dir: str | Path | None = None, graph: bool | None = None, every_n_steps: int | None = None
+    ) -> None:
+        self._given: dict[str, Any] = {"tb_dir": log_dir, "tb_graph": graph, "tb_log_every_n_steps": every_n_steps}
+        self.log_dir: Path | None = Path(log_dir) if log_dir is not None else None
+        self.graph = True if graph is None else graph
+        self.every_n_steps = every_n_steps or 0
+        self.writer: Any = None
+        self._graph_pending = False
+
+    def add_options(self, parser: Any) -> None:
+        parser.add_option("--tb-dir", default=None, help="event file directory (default: <save-dir>/tensorboard)")
+        parser.add_option(
+            "--no-tb-graph", dest="tb_graph", action="store_false", default=True, help="do not log the model graph"
+        )
+        parser.add_option("--tb-log-every-n-steps", type=int, default=0, help="also log the step loss every N steps")
+
+    def configure(self, trainer: trainhooks.Trainer) -> None:
+        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
+        self.log_dir = Path(opts["tb_dir"]) if opts["tb_dir"] else None
+        self.graph = bool(opts["tb_graph"]) if opts["tb_graph"] is not None else True
+        self.every_n_steps = int(opts["tb_log_every_n_steps"] or 0)
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError as exc:
+            raise trainhooks.ConfigError(
+                'tensorboard plugin needs the tensorboard package: pip install "trainhooks[tensorboard]"'
+            ) from exc
+
+    def _open(self, trainer: trainhooks.Trainer) -> Any:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            log_dir = self.log_dir or trainer.save_dir / "tensorboard"
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+            trainer.log_artifact("tensorboard", log_dir)
+        return self.writer
+
+    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        self._open(trainer)
+        self._graph_pending = self.graph
+
+    def on_train_batch_start(self, trainer: trainhooks.Trainer) -> None:
+        # The first batch is where an example input is sure to exist (trainer.example_input).
+        if self._graph_pending:
+            self._graph_pending = False
+            self._log_graph(trainer)
+
+    def _log_graph(self, trainer: trainhooks.Trainer) -> None:
+        writer = self._open(trainer)
+        if trainer.example_input is not None:
+            import torch
+
+            try:
+                model = trainer.unwrapped_model
+                example = trainer.example_input.to(next(model.parameters()).device)
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # add_graph traces with torch.jit
+                    writer.add_graph(model, example)
+            except Exception as exc:  # a graph is a nicety: never fail training for it
+                warnings.warn(f"tensorboard: could not trace the model graph ({exc})", RuntimeWarning, stacklevel=2)
+
+    def on_train_batch_end(self, trainer: trainhooks.Trainer, outputs: dict[str, Any]) -> None:
+        n = self.every_n_steps
+        if n and trainer.global_step % n == 0:
+            self._open(trainer).add_scalar("train/loss_step", float(outputs["loss"].item()), trainer.global_step)
+
+    def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
+        writer = self._open(trainer)
+        for key, value in trainer.metrics.items():
+            writer.add_scalar(key, value, trainer.epoch + 1)
+        writer.flush()
+
+    def on_train_end(self, trainer: trainhooks.Trainer) -> None:
+        writer = self._open(trainer)
+        hparams: dict[str, Any] = {
+            "epochs": trainer.epochs,
+            "optimizer": type(trainer.optimizer).__name__,
+            "lr": float(trainer.optimizer.param_groups[0].get("initial_lr", trainer.optimizer.param_groups[0]["lr"])),
+        }
+        if trainer.seed is not None:
+            hparams["seed"] = trainer.seed
+        final = {f"hparam/{k}": v for k, v in trainer.metrics.items()}
+        writer.add_hparams(hparams, final, run_name=".")
+        writer.flush()
+
+    def teardown(self, trainer: trainhooks.Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -1,0 +1,88 @@
+"""``timer``: stop after a wall-clock budget, mid-epoch if needed.
+
+Opt-in: ``trainhooks fit -p timer --max-time 00:10:00`` (also ``DD:HH:MM:SS``, ``90s``, ``15m``,
+``2h``, or plain seconds). The budget is checked after every batch (a clock read, no device
+sync); the stop reason says the budget and the time used. Time already spent is saved in
+checkpoints, so a resumed run gets only what is left of the budget.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import trainhooks
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``HH:MM:SS``, ``DD:HH:MM:SS``, ``MM:SS``, ``90s``/``15m``/``2h``/``1d`` or a number."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raw = str(text).strip()
+        unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", raw)
+        if unit:
+            seconds = float(unit.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit.group(2)]
+        elif re.fullmatch(r"\d+(?:\.\d+)?", raw):
+            seconds = float(raw)
+        elif re.fullmatch(r"\d+(:\d{1,2}){1,3}", raw):
+            parts = [int(p) for p in raw.split(":")]
+            weights = [86400, 3600, 60, 1][-len(parts) :]
+            seconds = float(sum(p * w for p, w in zip(parts, weights)))
+        else:
+            raise trainhooks.ConfigError(
+                f"timer: cannot read duration {text!r}; use HH:MM:SS, DD:HH:MM:SS, 90s, 15m, 2h or seconds"
+            )
+    if not seconds > 0:
+        raise trainhooks.ConfigError(f"timer: the time budget must be positive, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class Timer(trainhooks.Callback):
+    """Stop training once ``max_time`` has elapsed."""
+
+    default_enabled = False
+
+    def __init__(self, max_time: str | float | None = None) -> None:
+        self._given = max_time
+        self.max_time = parse_duration(max_time) if max_time is not None else None
+        self.elapsed_before = 0.0
+        self.started: float | None = None
+
+    def add_options(self, parser: Any) -> None:
+        parser.add_option("--max-time", default=None, help="wall-clock budget, e.g. 00:10:00 or 2h")
+
+    def configure(self, trainer: trainhooks.Trainer) -> None:
+        given = self._given if self._given is not None else trainer.options.get("max_time")
+        if given is None:
+            raise trainhooks.ConfigError("timer is enabled but has no budget: pass --max-time (e.g. 00:10:00)")
+        self.max_time = parse_duration(given)
+
+    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self.started if self.started is not None else 0.0)
+
+    def should_stop(self, trainer: trainhooks.Trainer) -> str | None:
+        if self.max_time is None or self.started is None:
+            return None
+        used = self.elapsed()
+        if used >= self.max_time:
+            return (
+                f"time budget {format_duration(self.max_time)} used up after {format_duration(used)} "
+                f"(epoch {trainer.epoch + 1}, step {trainer.global_step})"
+            )
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.elapsed_before = float(state_dict.get("elapsed", 0.0))
