@@ -8,10 +8,17 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
       "epoch": int,             # the epoch this checkpoint was taken in (0-based)
       "epoch_completed": bool,  # False for a checkpoint taken mid-epoch
       "global_step": int, "metrics": {name: float}, "history": [{name: float}, ...],
-      "stop_reason": str | None,
+      "stop_reason": str | None, "stopped_by": str | None,
+      "rng": {"python": ..., "numpy": ..., "torch": tensor, "cuda": [tensor], "loader": tensor | None},
+      "progress": None | {"batches_done": int,       # mid-epoch checkpoints: where to resume
+                           "losses": tensor, "sizes": [int],   # the epoch's losses so far
+                           "rng_epoch_start": {... as "rng" ...}},
       "plugins": {plugin_name: plugin.state_dict()},
       ... plus whatever on_save_checkpoint hooks add
     }
+
+Everything is a tensor, number, string, list, tuple or dict, so ``torch.load(weights_only=True)``
+reads it without running any pickled code (NumPy's generator state is stored as a tensor).
 
 Writes go to a temporary file in the same directory, are flushed and fsynced, then renamed
 over the target: a crash mid-write leaves the previous file intact.
@@ -21,7 +28,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,62 @@ from trainhooks.errors import CheckpointError
 
 FORMAT = "trainhooks.checkpoint"
 VERSION = 1
+
+
+def capture_rng(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The state of Python's, NumPy's and torch's (CPU and CUDA) global generators, plus the
+    DataLoader sampler's own generator when it has one."""
+    import random
+
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "loader": loader_generator.get_state() if loader_generator is not None else None,
+    }
+    try:
+        import numpy as np
+
+        name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+        state["numpy"] = {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        }
+    except ImportError:  # pragma: no cover
+        state["numpy"] = None
+    return state
+
+
+def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
+    """Put back what :func:`capture_rng` captured (missing parts are left alone)."""
+    import random
+
+    if state.get("python") is not None:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if state.get("torch") is not None:
+        torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    if loader_generator is not None and state.get("loader") is not None:
+        loader_generator.set_state(state["loader"])
+    np_state = state.get("numpy")
+    if np_state:
+        import numpy as np
+
+        np.random.set_state(
+            (
+                np_state["name"],
+                np_state["keys"].numpy().astype("uint32"),
+                np_state["pos"],
+                np_state["has_gauss"],
+                np_state["cached_gaussian"],
+            )
+        )
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -46,9 +111,11 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+    sink: _RecordingWriter | None = None
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            sink = _RecordingWriter(fh)
+            torch.save(obj, sink)  # type: ignore[arg-type]  # any object with write() works
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -57,11 +124,37 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             os.unlink(tmp)
         except OSError:
             pass
+        # torch reports a failed write (disk full, file too large) as an opaque RuntimeError:
+        # name the operating system's error instead.
+        cause = sink.error if sink is not None and sink.error is not None else exc
         if isinstance(exc, (OSError, RuntimeError)):
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from exc
+            reason = (
+                f"{cause.strerror} (errno {cause.errno})"
+                if isinstance(cause, OSError) and cause.strerror
+                else str(cause)
+            )
+            raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the previous file is unchanged") from exc
         raise
     _fsync_dir(path.parent)
     return path
+
+
+class _RecordingWriter:
+    """A file wrapper remembering the OSError behind a failed write."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return int(self.fh.write(data))
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -86,15 +179,29 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (not a torch.save file)")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        text = str(exc)
+        culprit = re.search(r"GLOBAL ([\w.]+)", text)
+        if culprit is None and "weights_only" not in text.lower() and "global" not in text.lower():
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or truncated (UnpicklingError: {_first_line(text)})"
+            ) from exc
+        what = f" (it holds {culprit.group(1)})" if culprit else ""
         raise CheckpointError(
-            f"checkpoint {path} cannot be loaded safely (weights_only=True): {str(exc).splitlines()[0]}"
+            f"checkpoint {path} cannot be loaded safely (weights_only=True): it contains objects other than "
+            f"tensors and plain data{what}; load it with weights_only=False only if you trust its source"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {_first_line(str(exc))})"
         ) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a trainhooks checkpoint (no 'format': {FORMAT!r} entry)")
@@ -103,6 +210,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {path} has version {data.get('version')}; this trainhooks reads up to {VERSION}"
         )
     return data
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:200]
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:

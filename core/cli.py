@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -101,6 +102,13 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         parser.add_argument(
             "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"
         )
+        parser.add_argument(
+            "--non-critical",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="a failure of plugin NAME disables it instead of stopping the run (repeatable, or comma-separated)",
+        )
     else:
         parser.add_argument(
             "--weights", type=Path, required=True, help="checkpoint (last.pt/best.pt) or state_dict file"
@@ -166,7 +174,7 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list installed plugins, their status, versions and hooks")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
-    plugins.add_argument("-v", "--verbose", action="store_true", help="also show where each plugin's code lives")
+    plugins.add_argument("-v", "--verbose", action="store_true", help="also show each entry point's target")
     _add_plugin_flag(plugins)
 
     hooks = sub.add_parser("hooks", help="list every hook with its signature; --loop shows the call map")
@@ -179,6 +187,7 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainhooks`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    handler = _log_to_stderr()
     try:
         return _main(args_list)
     except HookError as exc:
@@ -196,6 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `trainhooks hooks | head`
         sys.stderr.close()
         return 0
+    finally:
+        logging.getLogger("trainhooks").removeHandler(handler)
+
+
+def _log_to_stderr() -> logging.Handler:
+    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("trainhooks: %(message)s"))
+    logging.getLogger("trainhooks").addHandler(handler)
+    return handler
 
 
 def _main(argv: list[str]) -> int:
@@ -250,6 +270,7 @@ def _make_trainer(
         plugin_host=host,
         profile_hooks=getattr(args, "profile_hooks", False),
         verbose=not args.quiet,
+        non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
     )
     if task.example_input is not None:
         trainer.example_input = task.example_input
@@ -278,6 +299,11 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
         print(format_profile(trainer))
     if not args.quiet:
         print(summary_line(result, trainer.epochs))
+    if trainer.interrupted:
+        last = trainer.save_dir / "weights" / "last.pt"
+        if last.exists():
+            print(f"Resume with: trainhooks fit --resume {last}", file=sys.stderr)
+        return 130 if trainer.interrupted == "SIGINT" else 143
     return 0
 
 
@@ -384,8 +410,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
         if rec.reason and rec.status != "active":
             print(f"    {rec.reason}")
-        if args.verbose and rec.location:
+        if rec.location:
             print(f"    code: {rec.location}")
+        if args.verbose and rec.target:
+            print(f"    entry point: {rec.target}")
     return 0
 
 

@@ -139,10 +139,14 @@ class HookDispatcher:
         self, name: str, impls: list[pluggy.HookImpl], args: list[str], firstresult: bool, collect: bool
     ) -> Callable[..., Any]:
         names = [i.plugin_name for i in impls]
+        host = self._host
 
         def fail(i: int, exc: Exception) -> None:
             if isinstance(exc, HookError):
                 raise exc
+            if not host.is_critical(names[i]):
+                host.disable_after_failure(names[i], name, exc)
+                return None  # the hook goes on with the next implementation
             raise HookError(plugin=names[i], hook=name, original=exc) from exc
 
         namespace: dict[str, Any] = {"trainer": self._trainer, "fail": fail, "names": names}
@@ -160,7 +164,8 @@ class HookDispatcher:
             if profile is not None:
                 namespace[f"s{i}"] = profile.slot(impl.plugin_name, name)
                 lines.append("    t = clock()")
-            lines += ["    try:", f"        {call}", "    except Exception as e:", f"        fail({i}, e)"]
+            failed = "r = fail" if firstresult or collect else "fail"
+            lines += ["    try:", f"        {call}", "    except Exception as e:", f"        {failed}({i}, e)"]
             if profile is not None:
                 lines += [f"    s{i}.total_ns += clock() - t", f"    s{i}.calls += 1"]
             if firstresult:
@@ -203,7 +208,12 @@ class HookDispatcher:
             except Exception as exc:
                 if isinstance(exc, HookError):
                     raise
-                raise HookError(plugin=self._culprit(exc, "?"), hook=name, original=exc) from exc
+                culprit = self._culprit(exc, "?")
+                if culprit != "?" and not self._host.is_critical(culprit):
+                    # pluggy's caller cannot go on past a failure: this call yields nothing.
+                    self._host.disable_after_failure(culprit, name, exc)
+                    return [] if collect else None
+                raise HookError(plugin=culprit, hook=name, original=exc) from exc
             if firstresult:
                 return None if result is None else (result, "?")
             return result if collect else None
@@ -219,6 +229,8 @@ class HookDispatcher:
             except Exception as exc:
                 if isinstance(exc, HookError):
                     raise
+                # Configuration errors stop the run even for non-critical plugins: they are the
+                # user's to fix before training, not failures during it.
                 raise HookError(plugin=self._culprit(exc, "?"), hook=name, original=exc) from exc
 
         return call

@@ -57,6 +57,10 @@ OWN_DISTRIBUTION = "trainhooks"
 NON_HOOK_METHODS = frozenset({"state_dict", "load_state_dict"})
 
 
+class PluginDisabledWarning(UserWarning):
+    """A non-critical plugin failed and was disabled; training went on."""
+
+
 @dataclass
 class PluginRecord:
     """What the host knows about one plugin: where it came from and whether it runs."""
@@ -169,6 +173,8 @@ class PluginHost(pluggy.PluginManager):
         self._callback_style: set[int] = set()
         self._listeners: list[Callable[[], None]] = []
         self._loaded = False
+        self.non_critical: set[str] = set()
+        """Plugins whose failures disable them instead of stopping the run (``--non-critical``)."""
 
     # ------------------------------------------------------------------ registration
     def register(  # type: ignore[override]
@@ -482,6 +488,26 @@ class PluginHost(pluggy.PluginManager):
         if strict:
             raise err
 
+    def is_critical(self, name: str) -> bool:
+        """A plugin is critical (its failure stops the run) unless configured or declared otherwise
+        (``--non-critical NAME``, ``Trainer(non_critical=[...])``, or ``critical = False`` on it)."""
+        if name in self.non_critical:
+            return False
+        return getattr(self.get_plugin(name), "critical", True) is not False
+
+    def disable_after_failure(self, name: str, hook: str, exc: BaseException) -> None:
+        """Report a non-critical plugin's failure once and unregister it for the rest of the run."""
+        message = (
+            f"plugin {name!r} failed in hook {hook!r}: {type(exc).__name__}: {exc}; it is non-critical, "
+            "so it is disabled for the rest of the run and training continues"
+        )
+        warnings.warn(message, PluginDisabledWarning, stacklevel=3)
+        rec = self.records.get(name)
+        if self.get_plugin(name) is not None:
+            self.unregister(name=name)
+        if rec is not None:
+            rec.status, rec.reason = "disabled", message
+
     def require(self, name: str) -> Any:
         """The active plugin named ``name``, or a clear error."""
         plugin = self.get_plugin(name)
@@ -521,6 +547,7 @@ __all__ = [
     "ALLOWLIST_ENV",
     "AUTOLOAD_ENV",
     "EntryPointSpec",
+    "PluginDisabledWarning",
     "PluginHost",
     "PluginRecord",
     "PluginValidationError",

@@ -26,6 +26,8 @@ import copy
 import logging
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from torch import nn
 from trainhooks import checkpointing
 from trainhooks.callbacks import FunctionCallback
 from trainhooks.dispatch import HookDispatcher, HookProfile
-from trainhooks.errors import ConfigError, ExportFormatError, HookError, PluginError
+from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
 from trainhooks.host import PluginHost
 from trainhooks.options import collect_options
 
@@ -58,6 +60,7 @@ CORE_OPTIONS = frozenset(
         "name",
         "resume",
         "profile_hooks",
+        "non_critical",
         "help",
         "weights",
         "format",
@@ -169,6 +172,10 @@ class Trainer:
         ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD=1``. Built-in plugins always load.
     :param default_plugins: when false, no entry-point plugin loads unless named in
         ``plugins`` (a bare trainer, as in the benchmarks).
+    :param non_critical: plugin names whose failures are reported once and disable the plugin
+        for the rest of the run instead of stopping it (``--non-critical NAME``). By default a
+        failing plugin stops the run: ``on_exception`` fires and an emergency checkpoint is
+        written to ``weights/emergency.pt``.
     :param options: plugin options, e.g. ``{"patience": 5}`` (see ``trainhooks fit --help``).
     :param seed: seed Python, NumPy and torch at the start of ``fit``.
     :param grad_clip_norm: clip the gradient norm to this value before each optimizer step.
@@ -195,6 +202,7 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         autoload: bool | None = None,
         default_plugins: bool = True,
+        non_critical: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
         seed: int | None = None,
         grad_clip_norm: float | None = None,
@@ -240,6 +248,19 @@ class Trainer:
         self._in_batch_loop = False
         self._epoch_record: dict[str, float] | None = None
         self._stop_requested = False
+        # Position inside the current epoch, for mid-epoch checkpoints and exact resume.
+        self.epoch_completed = False
+        self.interrupted: str | None = None
+        self._batches_done = 0
+        self._epoch_losses: list[torch.Tensor] = []
+        self._epoch_sizes: list[int] = []
+        self._epoch_rng_start: dict[str, Any] | None = None
+        self._train_data: Any = None
+        self._resume_position: dict[str, Any] | None = None
+        self._signal_received: str | None = None
+        self._skipped = 0
+        self._rng_at_cut: dict[str, Any] | None = None
+        self.emergency_checkpoint: Path | None = None
 
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -260,6 +281,16 @@ class Trainer:
                 host.register(obj, source="api")
         for obj in callbacks:
             host.register(obj, source="callback", callback_style=True)
+
+        if isinstance(non_critical, (str, bytes)):
+            raise ConfigError("non_critical= takes a list of plugin names, e.g. non_critical=['notify']")
+        registered = [n for n, p in host.list_name_plugin() if p is not None]
+        for name in non_critical:
+            if name not in registered:
+                from trainhooks.errors import UnknownPluginError
+
+                raise UnknownPluginError(name, registered)
+        host.non_critical.update(non_critical)
 
         self.hooks = HookDispatcher(host, self)
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
@@ -372,14 +403,18 @@ class Trainer:
             self._check_data(val_data, "val_data")
         self.stage = "fit"
         self.stop_reason, self.stopped_by, self._stop_requested = None, None, False
+        self.interrupted, self._signal_received, self._resume_position = None, None, None
+        self._first_step: int | None = None
         if resume is None:  # a fresh run: counters start over (resume restores them)
             self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
+        self._train_data = train_data
         self.num_train_batches = _safe_len(train_data)
         self.num_val_batches = _safe_len(val_data) if val_data is not None else None
         started = time.perf_counter()
         hooks = self.hooks
         start_epoch = 0
         failed = False
+        previous_handlers = self._install_signal_handlers()
         try:
             hooks.on_pretrain_routine_start()
             if self.seed is not None:
@@ -389,6 +424,7 @@ class Trainer:
             if resume is not None:
                 start_epoch = self._resume(resume)
             hooks.on_pretrain_routine_end()
+            self._first_step = self.global_step
             hooks.on_train_start()
             for epoch in range(start_epoch, self.epochs):
                 self.epoch = epoch
@@ -408,8 +444,11 @@ class Trainer:
         except BaseException as exc:
             failed = True
             self._on_exception(exc)
+            if isinstance(exc, Exception):
+                self._emergency_checkpoint(exc)
             raise
         finally:
+            self._restore_signal_handlers(previous_handlers)
             self._in_batch_loop = False
             self._epoch_record = None
             self._teardown("fit", failed)
@@ -433,13 +472,27 @@ class Trainer:
         step = self._training_step_fn()
         clip = self.grad_clip_norm
         params = [p for group in optimizer.param_groups for p in group["params"]] if clip else []
-        losses: list[torch.Tensor] = []
+        generator = _loader_generator(data)
+        position, self._resume_position = self._resume_position, None
+        if position is not None:  # resuming mid-epoch: the epoch's RNG as it was at its start
+            checkpointing.restore_rng(position["rng_epoch_start"], generator)
+        self._epoch_rng_start = checkpointing.capture_rng(generator)
+        self._epoch_losses = losses = []
         sizes: list[int] = []
+        self._epoch_sizes = sizes
+        self._batches_done = self._skipped = 0
+        self.epoch_completed = False
+        self._rng_at_cut = None
         model.train()
         self._epoch_record = None
         hooks.on_train_epoch_start()
+        batches = enumerate(data)
+        if position is not None:
+            self._skip_batches(batches, position, generator)
+            losses.extend(position["losses"].to(device).unbind())
+            sizes.extend(int(n) for n in position["sizes"])
         self._in_batch_loop = True
-        for batch_idx, batch in enumerate(data):
+        for batch_idx, batch in batches:
             self.batch_idx = batch_idx
             if move:
                 batch = _to_device(batch, device)
@@ -462,10 +515,20 @@ class Trainer:
             outputs["loss"] = detached
             losses.append(detached)
             sizes.append(_batch_size(batch))
+            self._batches_done += 1
             hooks.on_train_batch_end(batch, batch_idx, outputs)
             answer = hooks.should_stop()
             if answer is not None and self._accept_stop(answer, "batch"):
                 break
+            if self._signal_received is not None:
+                self._accept_signal()
+                break
+        else:
+            self.epoch_completed = True
+        if not self.epoch_completed:
+            # Cut short: validation (which draws from the RNG) still runs before the checkpoint,
+            # so remember the random state where training will pick up again.
+            self._rng_at_cut = checkpointing.capture_rng(generator)
         self._in_batch_loop = False
         if losses:
             weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
@@ -507,6 +570,43 @@ class Trainer:
         answer = self.hooks.should_stop()
         if answer is not None:
             self._accept_stop(answer, "epoch")
+        if not self._stop_requested and self._signal_received is not None:
+            self._accept_signal()
+
+    def _accept_signal(self) -> None:
+        name = self._signal_received or "signal"
+        self._stop_requested = True
+        self.interrupted = name
+        self.stop_reason = f"interrupted by {name}"
+        self.stopped_by = "signal"
+        log.warning("%s received: stopping after epoch %d, step %d", name, self.epoch + 1, self.global_step)
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> dict[int, Any] | None:
+        """First SIGINT/SIGTERM: stop gracefully after the current batch (checkpoints are
+        written as for any stop); the second one acts as usual (KeyboardInterrupt / terminate)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._signal_received = signal.Signals(signum).name
+            signal.signal(signum, previous[signum])
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - not allowed here
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any] | None) -> None:
+        for sig, handler in (previous or {}).items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError, TypeError):  # pragma: no cover
+                pass
 
     def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
         value, plugin = answer
@@ -667,21 +767,41 @@ class Trainer:
         answer = self.hooks.export_model(model, format, target)
         if answer is None:
             raise ExportFormatError(format, available)
-        written = Path(str(answer[0]))
+        value, provider = answer
+        if not isinstance(value, (str, os.PathLike)) or not Path(value).is_file():
+            raise PluginError(
+                f"plugin {provider!r}: export_model must return the path of the file it wrote "
+                f"(or None to decline), got {value!r}",
+                plugin=provider,
+            )
+        written = Path(value)
         self.log_artifact(f"export:{format}", written)
         self.hooks.on_export_end(format, written)
         return written
 
     # ------------------------------------------------------------------ checkpoints
-    def state_checkpoint(self, *, epoch_completed: bool = True) -> dict[str, Any]:
-        """Build the checkpoint dict (see :mod:`trainhooks.checkpointing`), firing ``on_save_checkpoint``."""
+    def state_checkpoint(self, *, epoch_completed: bool | None = None, fire_hooks: bool = True) -> dict[str, Any]:
+        """Build the checkpoint dict (see :mod:`trainhooks.checkpointing`), firing ``on_save_checkpoint``.
+
+        :param epoch_completed: whether the current epoch's training finished; by default
+            worked out from where training is (inside the batch loop, or after an epoch cut short
+            by a stop, it is not), and a mid-epoch checkpoint records the position to resume at.
+        :param fire_hooks: False for emergency checkpoints written while handling an error.
+        """
         plugins: dict[str, Any] = {}
         for rec in self.plugin_manager.active():
             getter = getattr(rec.plugin, "state_dict", None)
             if callable(getter):
-                state = getter()
+                try:
+                    state = getter()
+                except Exception:
+                    if fire_hooks:
+                        raise
+                    continue
                 if state:
                     plugins[rec.name] = state
+        if epoch_completed is None:
+            epoch_completed = self.epoch_completed and not self._in_batch_loop
         scheduler = self.lr_scheduler
         checkpoint: dict[str, Any] = {
             "format": checkpointing.FORMAT,
@@ -697,12 +817,30 @@ class Trainer:
             "metrics": dict(self.metrics),
             "history": [dict(h) for h in self.history],
             "stop_reason": self.stop_reason,
+            "stopped_by": self.stopped_by,
+            "rng": (
+                self._rng_at_cut
+                if self._rng_at_cut is not None and not epoch_completed and not self._in_batch_loop
+                else checkpointing.capture_rng(_loader_generator(self._train_data))
+            ),
+            "progress": None,
             "plugins": plugins,
         }
-        self.hooks.on_save_checkpoint(checkpoint)
+        if not epoch_completed and self._epoch_rng_start is not None:
+            losses = self._epoch_losses
+            checkpoint["progress"] = {
+                "batches_done": self._batches_done + self._skipped,
+                # The epoch's per-batch losses so far: the resumed epoch's train/loss is then
+                # computed from exactly the same numbers as without the interruption.
+                "losses": torch.stack(losses).detach().cpu() if losses else torch.zeros(0),
+                "sizes": list(self._epoch_sizes),
+                "rng_epoch_start": self._epoch_rng_start,
+            }
+        if fire_hooks:
+            self.hooks.on_save_checkpoint(checkpoint)
         return checkpoint
 
-    def save_checkpoint(self, path: str | os.PathLike[str], *, epoch_completed: bool = True) -> Path:
+    def save_checkpoint(self, path: str | os.PathLike[str], *, epoch_completed: bool | None = None) -> Path:
         """Write a checkpoint atomically and fire ``on_model_save``; returns the path.
 
         :raises CheckpointError: the file cannot be written (the previous one is kept).
@@ -712,13 +850,21 @@ class Trainer:
         return written
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore model, optimizer, scheduler, counters and plugin state; fires ``on_load_checkpoint``."""
+        """Restore model, optimizer, scheduler, counters and plugin state; fires ``on_load_checkpoint``.
+
+        :raises CheckpointError: the file is missing, corrupt, unsafe or not a trainhooks
+            checkpoint, or does not fit this model/optimizer; the message names the file.
+        """
         checkpoint = checkpointing.load_checkpoint(path)
-        self.unwrapped_model.load_state_dict(checkpoint["model"])
-        if checkpoint.get("optimizer") is not None:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if checkpoint.get("lr_scheduler") is not None and self.lr_scheduler is not None:
-            self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        try:
+            self.unwrapped_model.load_state_dict(checkpoint["model"])
+            if checkpoint.get("optimizer") is not None:
+                self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if checkpoint.get("lr_scheduler") is not None and self.lr_scheduler is not None:
+                self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {first}") from exc
         self.epoch = int(checkpoint.get("epoch", 0))
         self.global_step = int(checkpoint.get("global_step", 0))
         self.metrics = dict(checkpoint.get("metrics", {}))
@@ -732,13 +878,71 @@ class Trainer:
         return checkpoint
 
     def _resume(self, path: str | os.PathLike[str]) -> int:
+        """Restore a checkpoint inside fit; returns the epoch to start at."""
         checkpoint = self.load_checkpoint(path)
-        start = self.epoch + 1 if checkpoint.get("epoch_completed", True) else self.epoch
-        if start >= self.epochs:
+        stopped_by = checkpoint.get("stopped_by")
+        if checkpoint.get("stop_reason") and stopped_by not in (None, "signal"):
             raise ConfigError(
-                f"checkpoint {path} already finished {start} of {self.epochs} epochs; raise --epochs to train further"
+                f"checkpoint {path} is from a run that already finished: {checkpoint['stop_reason']} "
+                f"(stopped by {stopped_by}); start a new run instead of resuming it"
             )
-        return start
+        completed = bool(checkpoint.get("epoch_completed", True))
+        progress = checkpoint.get("progress")
+        generator = _loader_generator(self._train_data)
+        if completed or not progress:
+            start = self.epoch + 1 if completed else self.epoch
+            if start >= self.epochs:
+                raise ConfigError(
+                    f"checkpoint {path} already completed {start} of {self.epochs} epochs; "
+                    f"pass more epochs (--epochs N with N > {start}) to train further"
+                )
+            checkpointing.restore_rng(checkpoint.get("rng") or {}, generator)
+            return start
+        # Mid-epoch: replay this epoch's data order, skip the batches already trained on, then
+        # continue with the random state the checkpoint was taken with.
+        self.history = self.history[: self.epoch]
+        self._resume_position = {**progress, "rng_now": checkpoint.get("rng") or {}}
+        log.info("resuming epoch %d at batch %d", self.epoch + 1, progress["batches_done"])
+        return self.epoch
+
+    def _skip_batches(self, batches: Any, position: dict[str, Any], generator: Any) -> None:
+        """Advance ``batches`` past the ones a mid-epoch checkpoint had already trained on."""
+        todo = int(position["batches_done"])
+        for done in range(todo):
+            try:
+                next(batches)
+            except StopIteration:
+                raise CheckpointError(
+                    f"the checkpoint was taken after {todo} batches of epoch {self.epoch + 1}, "
+                    f"but the training data has only {done} batches: is it the same data?"
+                ) from None
+        self._skipped = todo
+        checkpointing.restore_rng(position["rng_now"], generator)
+
+    def _emergency_checkpoint(self, exc: BaseException) -> None:
+        """After a failure (``on_exception`` has fired): save what was trained, without hooks,
+        to ``weights/emergency.pt``, never over ``last.pt``/``best.pt``."""
+        if self._first_step is None or self.global_step <= self._first_step or not self.is_global_zero:
+            return  # nothing was trained by this call: there is nothing to lose
+        if isinstance(exc, CheckpointError) or isinstance(getattr(exc, "original", None), CheckpointError):
+            return  # writing is what failed: do not try again
+        path = self.save_dir / "weights" / "emergency.pt"
+        try:
+            finite = all(
+                bool(torch.isfinite(t).all())
+                for t in self.unwrapped_model.state_dict().values()
+                if t.is_floating_point()
+            )
+            if not finite:
+                log.error("not writing an emergency checkpoint: the model's weights are not finite")
+                return
+            checkpointing.atomic_save(self.state_checkpoint(fire_hooks=False), path)
+        except Exception as inner:
+            log.error("could not write an emergency checkpoint to %s: %s", path, inner)
+            return
+        self.log_artifact("emergency.pt", path)
+        log.error("training failed; emergency checkpoint written to %s (resume with --resume %s)", path, path)
+        self.emergency_checkpoint = path
 
     # ------------------------------------------------------------------ plumbing
     def _ensure_save_dir(self) -> None:
@@ -785,6 +989,16 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"<Trainer model={type(self.unwrapped_model).__name__} epochs={self.epochs} save_dir={str(self.save_dir)!r}>"
+
+
+def _loader_generator(data: Any) -> torch.Generator | None:
+    """The generator a DataLoader's sampler shuffles with, if it has its own."""
+    sampler = getattr(data, "sampler", None)
+    generator = getattr(sampler, "generator", None)
+    if isinstance(generator, torch.Generator):
+        return generator
+    generator = getattr(data, "generator", None)
+    return generator if isinstance(generator, torch.Generator) else None
 
 
 def _safe_len(data: Any) -> int | None:

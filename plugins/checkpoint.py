@@ -8,6 +8,10 @@ Default on. "Save the weights whenever validation accuracy improves" is
   semantics: ``mode`` min/max/auto, no ``min_delta``).
 * ``save_top_k`` > 1 (or -1 for all) also keeps ``weights/epoch{N}.pt`` for the k best epochs,
   deleting files that fall out of the top k (Lightning's ``save_top_k``).
+* ``every_n_steps`` (``--save-every-n-steps N``) also writes ``last.pt`` every N optimizer steps,
+  mid-epoch: a killed run loses at most N steps and resumes exactly where it was.
+* When training stops early, ``last.pt`` is written once more at the end so that it records why
+  (resuming a finished run is then refused with that reason).
 * Writes are atomic (temporary file + fsync + rename) and fire ``on_model_save``; files load
   with ``torch.load(path, weights_only=True)`` and hold model, optimizer, scheduler, counters,
   metrics, history and every plugin's state (see ``trainhooks.checkpointing``).
@@ -40,10 +44,22 @@ class ModelCheckpoint(trainhooks.Callback):
 
     rank_zero_only = True
 
-    def __init__(self, monitor: str | None = None, mode: str | None = None, save_top_k: int | None = None) -> None:
-        self._given: dict[str, Any] = {"ckpt_monitor": monitor, "ckpt_mode": mode, "save_top_k": save_top_k}
+    def __init__(
+        self,
+        monitor: str | None = None,
+        mode: str | None = None,
+        save_top_k: int | None = None,
+        every_n_steps: int | None = None,
+    ) -> None:
+        self._given: dict[str, Any] = {
+            "ckpt_monitor": monitor,
+            "ckpt_mode": mode,
+            "save_top_k": save_top_k,
+            "save_every_n_steps": every_n_steps,
+        }
         self.monitor = Monitor(monitor or "val/loss", mode or "auto")
         self.save_top_k = save_top_k if save_top_k is not None else 1
+        self.every_n_steps = every_n_steps or 0
         self.top: list[tuple[float, int, str]] = []  # (value, epoch, file) best first
         self._warned_missing = False
 
@@ -53,6 +69,9 @@ class ModelCheckpoint(trainhooks.Callback):
         parser.add_option(
             "--save-top-k", type=int, default=1, help="keep the k best epochs as weights/epochN.pt too (-1: all)"
         )
+        parser.add_option(
+            "--save-every-n-steps", type=int, default=0, help="also write last.pt every N steps, mid-epoch (0: off)"
+        )
 
     def configure(self, trainer: trainhooks.Trainer) -> None:
         opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
@@ -61,6 +80,27 @@ class ModelCheckpoint(trainhooks.Callback):
         self.save_top_k = int(k) if k is not None else 1
         if self.save_top_k < -1:
             raise trainhooks.ConfigError(f"checkpoint: save_top_k must be >= -1, got {self.save_top_k}")
+        self.every_n_steps = int(opts["save_every_n_steps"] or 0)
+        if self.every_n_steps < 0:
+            raise trainhooks.ConfigError(f"checkpoint: save_every_n_steps must be >= 0, got {self.every_n_steps}")
+
+    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        # A run killed while writing leaves a temporary file next to the real one: drop it.
+        for stale in (trainer.save_dir / "weights").glob(".*.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
+        n = self.every_n_steps
+        if n and trainer.global_step % n == 0:
+            self._save_last(trainer)
+
+    def on_train_end(self, trainer: trainhooks.Trainer) -> None:
+        if trainer.stopped_early and trainer.history:
+            self._save_last(trainer)
+
+    def _save_last(self, trainer: trainhooks.Trainer) -> None:
+        if weights_are_finite(trainer.unwrapped_model):
+            trainer.log_artifact("last.pt", trainer.save_checkpoint(trainer.save_dir / "weights" / "last.pt"))
 
     @trainhooks.hookimpl(trylast=True)
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:

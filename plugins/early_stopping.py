@@ -70,6 +70,8 @@ class EarlyStopping(trainhooks.Callback):
 
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
         # Decide here, once per epoch with the epoch's validation metrics; should_stop reports it.
+        if not trainer.epoch_completed:
+            return  # an epoch cut short is finished after a resume: count it then
         value = self.monitor.read(trainer.metrics, "early_stopping")
         name = self.monitor.metric
         self.wait = 0 if self.monitor.update(value, trainer.epoch) else self.wait + 1

@@ -69,8 +69,8 @@ class LRScheduler(trainhooks.Callback):
         if len(groups) > 1:
             for i, group in enumerate(groups):
                 trainer.log_metric(f"lr/pg{i}", float(group["lr"]))
-        if self.resolved != "epoch":
-            return
+        if self.resolved != "epoch" or not trainer.epoch_completed:
+            return  # an epoch cut short (a stop, a signal) resumes later: do not step for it twice
         scheduler = trainer.lr_scheduler
         if self._is_plateau(scheduler):
             if self.monitor not in trainer.metrics:
