@@ -16,20 +16,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pluggy._hooks import varnames
 
 from trainhooks import hookspecs
 from trainhooks.errors import HookArgumentError, UnknownHookError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    import torch
-
-    from trainhooks.options import OptionGroup
-    from trainhooks.trainer import Trainer
 
 
 @lru_cache(maxsize=1)
@@ -69,40 +61,107 @@ class Callback:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
-    # The stubs below exist for editors and type checkers; un-overridden ones are never called.
-    def add_options(self, parser: OptionGroup) -> None: ...
-    def configure(self, trainer: Trainer) -> None: ...
-    def on_pretrain_routine_start(self, trainer: Trainer) -> None: ...
-    def on_pretrain_routine_end(self, trainer: Trainer) -> None: ...
-    def on_train_start(self, trainer: Trainer) -> None: ...
-    def on_train_epoch_start(self, trainer: Trainer) -> None: ...
-    def on_train_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None: ...
-    def on_before_backward(self, trainer: Trainer, loss: torch.Tensor) -> None: ...
-    def on_after_backward(self, trainer: Trainer) -> None: ...
-    def on_before_optimizer_step(self, trainer: Trainer, optimizer: torch.optim.Optimizer) -> None: ...
-    def on_before_zero_grad(self, trainer: Trainer, optimizer: torch.optim.Optimizer) -> None: ...
-    def on_train_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None: ...
-    def on_train_epoch_end(self, trainer: Trainer) -> None: ...
-    def on_fit_epoch_end(self, trainer: Trainer) -> None: ...
-    def on_train_end(self, trainer: Trainer) -> None: ...
-    def teardown(self, trainer: Trainer, stage: str) -> None: ...
-    def on_exception(self, trainer: Trainer, exception: BaseException) -> None: ...
-    def should_stop(self, trainer: Trainer) -> str | bool | None: ...
-    def on_save_checkpoint(self, trainer: Trainer, checkpoint: dict[str, Any]) -> None: ...
-    def on_load_checkpoint(self, trainer: Trainer, checkpoint: dict[str, Any]) -> None: ...
-    def on_model_save(self, trainer: Trainer, path: Path) -> None: ...
-    def on_val_start(self, trainer: Trainer) -> None: ...
-    def on_val_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None: ...
-    def on_val_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None: ...
-    def on_val_end(self, trainer: Trainer) -> None: ...
-    def on_predict_start(self, trainer: Trainer) -> None: ...
-    def on_predict_batch_start(self, trainer: Trainer, batch: Any, batch_idx: int) -> None: ...
-    def on_predict_batch_end(self, trainer: Trainer, batch: Any, batch_idx: int, outputs: Any) -> None: ...
-    def on_predict_end(self, trainer: Trainer) -> None: ...
-    def on_export_start(self, trainer: Trainer, format: str) -> None: ...
-    def on_export_end(self, trainer: Trainer, format: str, path: Path) -> None: ...
-    def export_formats(self, trainer: Trainer) -> list[str] | None: ...
-    def export_model(self, trainer: Trainer, model: torch.nn.Module, format: str, path: Path) -> Path | None: ...
+    # One stub per hook, for editors: override any of them taking any subset of the listed
+    # arguments, by name. The (*args, **kwargs) signature lets type checkers accept subsets;
+    # stubs you do not override are never registered, so they cost nothing.
+    def add_options(self, *args: Any, **kwargs: Any) -> Any:
+        """(parser) Declare this plugin's command-line and API options."""
+
+    def configure(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Read options and prepare, once the trainer and its options exist."""
+
+    def on_pretrain_routine_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires first in `fit`, before the model is moved to its device and data is touched."""
+
+    def on_pretrain_routine_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires once setup is done: model on its device, save_dir created, checkpoint resumed."""
+
+    def on_train_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires once, right before the first training epoch."""
+
+    def on_train_epoch_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires at the start of every training epoch, model in train mode."""
+
+    def on_train_batch_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx) Fires for every training batch, after it is moved to the device, before the forward pass."""
+
+    def on_before_backward(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, loss) Fires after the forward pass, before `loss.backward()`."""
+
+    def on_after_backward(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires after `loss.backward()`; gradients are populated (e.g. to inspect or clip them)."""
+
+    def on_before_optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, optimizer) Fires right before `optimizer.step()`."""
+
+    def on_before_zero_grad(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, optimizer) Fires after `optimizer.step()`, before gradients are cleared."""
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires at the end of every training step, after the optimizer step and zero_grad."""
+
+    def on_train_epoch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires after the last training batch of an epoch, before validation."""
+
+    def on_fit_epoch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires at the very end of every epoch, after the epoch's validation."""
+
+    def on_train_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires once when training ends normally: all epochs done *or* stopped by `should_stop`."""
+
+    def teardown(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, stage) Fires last, always: after `on_train_end`, and after `on_exception` on failure."""
+
+    def on_exception(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, exception) Fires when an exception (also Ctrl-C) escapes `fit`, `validate` or `predict`."""
+
+    def should_stop(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Asked after every training batch and after every epoch: should training stop now?"""
+
+    def on_val_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires before the first validation batch; the model is in eval mode, gradients off."""
+
+    def on_val_batch_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx) Fires for every validation batch, before its forward pass."""
+
+    def on_val_batch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires after every validation batch."""
+
+    def on_val_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires after the last validation batch."""
+
+    def on_predict_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires when `Trainer.predict` starts; the model is in eval mode, gradients off."""
+
+    def on_predict_batch_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx) Fires for every prediction batch, before its forward pass."""
+
+    def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires after every prediction batch."""
+
+    def on_predict_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires after the last prediction batch, before `predict` returns."""
+
+    def on_export_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, format) Fires when `Trainer.export` starts, before the provider runs."""
+
+    def on_export_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, format, path) Fires after the provider has written the exported file."""
+
+    def export_formats(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Name the export formats this plugin provides."""
+
+    def export_model(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, model, format, path) Write `model` to `path` in `format`, if this plugin provides that format."""
+
+    def on_save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, checkpoint) Fires when a checkpoint dict has been built, before it is written."""
+
+    def on_load_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, checkpoint) Fires when a checkpoint is restored (`fit(resume=...)`), after model and optimizer."""
+
+    def on_model_save(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, path) Fires after a checkpoint file has been written completely (atomically) to `path`."""
 
 
 BaseCallback = Callback

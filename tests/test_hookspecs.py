@@ -83,8 +83,8 @@ def test_every_hook_has_a_typed_facade_method_and_a_callback_stub() -> None:
         method = getattr(HookDispatcher, name)
         params = [p for p in inspect.signature(method).parameters if p != "self"]
         assert params == [a for a in args if a != "trainer"], name
-        stub = inspect.signature(getattr(Callback, name))
-        assert [p for p in stub.parameters if p != "self"] == list(args), name
+        stub_doc = inspect.getdoc(getattr(Callback, name)) or ""
+        assert stub_doc.startswith(f"({', '.join(args)}) "), name
 
 
 def test_hookspecs_package_does_not_import_torch() -> None:
