@@ -61,6 +61,8 @@ PROBE = textwrap.dedent(
     def on_save_checkpoint(trainer, checkpoint):
         if os.environ.get("TH_BIG_AT_EPOCH") and trainer.epoch >= int(os.environ["TH_BIG_AT_EPOCH"]):
             checkpoint["ballast"] = torch.zeros(500_000)
+        if os.environ.get("TH_HUGE_AT_STEP") and trainer.global_step >= int(os.environ["TH_HUGE_AT_STEP"]):
+            checkpoint["ballast"] = torch.rand(150_000_000)  # 600 MB: the write takes a while
     """
 )
 
@@ -199,3 +201,22 @@ def test_full_disk_while_checkpointing(workdir: Path) -> None:
     saved = checkpointing.load_checkpoint(save_dir / "weights" / "last.pt")  # the previous one, intact
     assert saved["epoch"] == 0
     assert not [p for p in (save_dir / "weights").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_kill_during_a_checkpoint_write_leaves_last_pt_intact(workdir: Path) -> None:
+    save_dir = workdir / "killwrite"
+    weights = save_dir / "weights"
+    proc = fit(workdir, save_dir, env={"TH_HUGE_AT_STEP": "10"})
+    deadline = time.monotonic() + 120
+    while not list(weights.glob(".last.pt.*.tmp")):  # the write of step 10's checkpoint started
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    saved = checkpointing.load_checkpoint(weights / "last.pt")  # the step-5 checkpoint, whole
+    assert saved["global_step"] == 5 and "ballast" not in saved
+    # The next run (resuming) removes the half-written temporary file and goes on.
+    proc = fit(workdir, save_dir, "--resume", str(weights / "last.pt"), "--epochs", "1")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert not list(weights.glob(".*.tmp"))
