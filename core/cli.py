@@ -1,4 +1,4 @@
-"""The ``trainhooks`` command: fit, validate, predict, export, plugins, hooks.
+"""The ``trainhooks`` command: fit, validate, predict, export, plugins, hooks, new-plugin.
 
 Plugin options join the command line of ``fit``/``validate``/``predict``/``export``: the
 ``-p`` flags are read first, plugins are loaded, their ``add_options`` hooks run, and only then
@@ -181,6 +181,37 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
     hooks.add_argument("--loop", action="store_true", help="the loop map: when each hook fires and which plugins run")
     hooks.add_argument("--markdown", action="store_true", help="the full hook reference as Markdown (docs/hooks.md)")
     _add_plugin_flag(hooks)
+
+    new = sub.add_parser(
+        "new-plugin",
+        help="create a plugin package from the template (offline; needs cookiecutter)",
+        description="Bake trainhooks' plugin template into NAME's own pip-installable package: "
+        "pyproject.toml with the entry point, a module with example hooks, tests using the "
+        "trainhooks_tester fixture, README, CI workflow, LICENSE. Nothing is asked unless --interactive.",
+    )
+    new.add_argument("name", help="the plugin's name: its entry-point name, as in `-p no:NAME` (e.g. 'hello')")
+    new.add_argument(
+        "--hooks",
+        default=None,
+        help="comma-separated hooks to start from (default: on_fit_epoch_end,should_stop); `trainhooks hooks` lists them",
+    )
+    new.add_argument("--module", dest="module_name", default=None, help="import name (default: trainhooks_NAME)")
+    new.add_argument(
+        "--dist", dest="project_slug", default=None, help="distribution and directory name (default: trainhooks-NAME)"
+    )
+    new.add_argument("--author", default=None, help="author name")
+    new.add_argument("--email", default=None, help="author e-mail ('' for none)")
+    new.add_argument("--description", default=None, help="one-line description")
+    new.add_argument("--plugin-version", dest="plugin_version", default=None, help="first version (default: 0.1.0)")
+    new.add_argument("--license", default=None, help="MIT (default), Apache-2.0 or BSD-3-Clause")
+    new.add_argument(
+        "-o", "--output-dir", type=Path, default=Path("."), help="where to create the package directory (default: .)"
+    )
+    asking = new.add_mutually_exclusive_group()
+    asking.add_argument(
+        "--interactive", action="store_true", help="ask cookiecutter's questions (the flags above become the defaults)"
+    )
+    asking.add_argument("--no-input", dest="interactive", action="store_false", help="ask nothing (the default)")
     return parser
 
 
@@ -239,6 +270,8 @@ def _main(argv: list[str]) -> int:
         return _cmd_plugins(args)
     if args.command == "hooks":
         return _cmd_hooks(args)
+    if args.command == "new-plugin":
+        return _cmd_new_plugin(args)
     assert host is not None and table is not None
     plugin_options = {dest: getattr(args, dest) for dest in table.specs if hasattr(args, dest)}
     handler = {"fit": _cmd_fit, "validate": _cmd_validate, "predict": _cmd_predict, "export": _cmd_export}
@@ -439,6 +472,26 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
         tag = f"  [{', '.join(flags)}]" if flags else ""
         print(f"{name}({', '.join(spec.argnames)}){tag}")
         print(f"    {first}")
+    return 0
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from trainhooks.newplugin import bake, next_steps
+
+    baked = bake(
+        args.name,
+        output_dir=args.output_dir,
+        module_name=args.module_name,
+        project_slug=args.project_slug,
+        author=args.author,
+        email=args.email,
+        description=args.description,
+        version=args.plugin_version,
+        hooks=args.hooks,
+        license=args.license,
+        interactive=args.interactive,
+    )
+    print(next_steps(baked))
     return 0
 
 

@@ -1,7 +1,18 @@
 """Testing helpers for plugin authors (and for trainhooks' own tests).
 
-:class:`HookRecorder` is a plugin implementing every hook; register it beside the plugin under
-test and inspect which hooks fired, in what order, with what arguments::
+:class:`TrainhooksTester` runs a tiny but real fit / validate / predict with the plugins under
+test and returns a :class:`RunResult`: which hooks fired, in what order, with what arguments,
+plus the trainer and its outcome. pytest users get one per test as the ``trainhooks_tester``
+fixture (:mod:`trainhooks.pytest_plugin`, registered automatically)::
+
+    def test_my_plugin(trainhooks_tester):
+        result = trainhooks_tester.fit(my_plugin, epochs=2)
+        result.assert_order("on_train_epoch_end", "on_fit_epoch_end")
+        assert result.count("on_fit_epoch_end") == 2
+        assert result.fit_result.stop_reason == "completed 2 epochs"
+
+Underneath, :class:`HookRecorder` is a plugin implementing every hook; register it beside the
+plugin under test in a Trainer of your own and inspect the calls the same way::
 
     recorder = HookRecorder()
     trainer = Trainer(model, loss_fn=..., plugins=[my_plugin, recorder], default_plugins=False)
@@ -10,17 +21,22 @@ test and inspect which hooks fired, in what order, with what arguments::
     assert recorder.first("on_model_save").kwargs["path"].exists()
 
 It records at the end of each hook's call order (``trylast``), so it sees what the other
-plugins did. A test-data helper, :func:`tiny_digits`, gives small real loaders.
+plugins did. :func:`tiny_digits` and :func:`tiny_model` give small real loaders and a model.
+Nothing here imports torch until it is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trainhooks.callbacks import hook_signatures
 from trainhooks.hookspecs.markers import hookimpl
+
+if TYPE_CHECKING:
+    from trainhooks.trainer import FitResult, Trainer
 
 
 @dataclass
@@ -128,3 +144,242 @@ def tiny_model(seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+
+# ---------------------------------------------------------------------------- plugin testing
+_UNSET: Any = object()
+
+
+@dataclass
+class RunResult:
+    """One tiny run made by :class:`TrainhooksTester`: the trainer, its recorder and the outcome.
+
+    The recorder sees every hook call from the trainer's construction on (``add_options``,
+    ``configure``) to ``teardown``. It runs after the plugins under test (``trylast``), so it
+    does not record a call that never reached it: a firstresult hook (``should_stop``,
+    ``export_model``) answered by an earlier plugin (check ``fit_result.stop_reason`` and
+    ``stopped_by``), or a hook in which a plugin raised (``on_exception`` then names it).
+    """
+
+    stage: str
+    """``"fit"``, ``"validate"`` or ``"predict"``."""
+    trainer: Trainer
+    """The :class:`~trainhooks.Trainer` that ran (``trainer.options``, ``save_dir``, ``plugin_manager``...)."""
+    recorder: Any
+    """The :class:`HookRecorder` registered after the plugins under test."""
+    output: Any = None
+    """What the run returned: a FitResult, the validation metrics, or the predictions (None
+    while running, or when the run raised)."""
+
+    # ------------------------------------------------------------------ the outcome
+    @property
+    def fit_result(self) -> FitResult:
+        """The :class:`~trainhooks.FitResult` of a fit (stop_reason, stopped_by, metrics, history...)."""
+        if self.stage != "fit" or self.output is None:
+            raise AttributeError(f"this {self.stage or 'unfinished'} run has no FitResult (not a completed fit)")
+        result: FitResult = self.output
+        return result
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """``trainer.metrics`` after the run."""
+        return dict(self.trainer.metrics)
+
+    @property
+    def plugins(self) -> list[str]:
+        """Names of the registered plugins, in registration (= call) order, recorder excluded."""
+        return [r.name for r in self.trainer.plugin_manager.active() if r.plugin is not self.recorder]
+
+    def plugin_hooks(self, name: str) -> list[str]:
+        """Hooks the plugin registered as ``name`` implements, in documentation order.
+
+        A plugin given by entry-point name is registered under that name; a module under its
+        ``__name__``; an object under its class name.
+        """
+        if not self.trainer.plugin_manager.has_plugin(name):
+            raise AssertionError(f"no plugin {name!r} is registered; registered: {self.plugins}")
+        hooks: list[str] = self.trainer.plugin_manager.plugin_hooks(name)
+        return hooks
+
+    # ------------------------------------------------------------------ which hooks fired
+    @property
+    def calls(self) -> list[HookCall]:
+        """Every recorded hook call, in order."""
+        return list(self.recorder.calls)
+
+    def names(self) -> list[str]:
+        """Names of the hooks that fired, in order (one entry per call)."""
+        return [c.name for c in self.recorder.calls]
+
+    def of(self, hook: str) -> list[HookCall]:
+        """The calls of ``hook`` (each with ``.kwargs``, ``.epoch``, ``.global_step``, ``.stage``)."""
+        return [c for c in self.recorder.calls if c.name == _known_hook(hook)]
+
+    def first(self, hook: str) -> HookCall:
+        """The first call of ``hook``; AssertionError naming the hooks that did fire if none."""
+        found = self.of(hook)
+        if not found:
+            raise AssertionError(f"hook {hook!r} never fired; fired: {_fired_summary(self.names())}")
+        return found[0]
+
+    def count(self, hook: str) -> int:
+        """How many times ``hook`` fired."""
+        return len(self.of(hook))
+
+    def fired(self, hook: str) -> bool:
+        """Whether ``hook`` fired at least once."""
+        return bool(self.of(hook))
+
+    # ------------------------------------------------------------------ assertions
+    def assert_fired(self, *hooks: str) -> None:
+        """Each of ``hooks`` fired at least once."""
+        missing = [h for h in hooks if not self.fired(h)]
+        if missing:
+            raise AssertionError(f"hooks never fired: {missing}; fired: {_fired_summary(self.names())}")
+
+    def assert_not_fired(self, *hooks: str) -> None:
+        """None of ``hooks`` fired."""
+        fired = [h for h in hooks if self.fired(h)]
+        if fired:
+            raise AssertionError(f"hooks fired but should not have: {[f'{h} x{self.count(h)}' for h in fired]}")
+
+    def assert_order(self, *hooks: str) -> None:
+        """``hooks`` fired in this relative order (other hooks may come in between).
+
+        Each hook is matched to its first call after the previous hook's match, so
+        ``assert_order("on_train_epoch_end", "on_fit_epoch_end", "on_train_end")`` holds for a
+        fit of any length.
+        """
+        for hook in hooks:
+            _known_hook(hook)
+        names = self.names()
+        start = 0
+        for i, hook in enumerate(hooks):
+            try:
+                start = names.index(hook, start) + 1
+            except ValueError:
+                after = f" after {hooks[i - 1]!r}" if i else ""
+                raise AssertionError(
+                    f"expected {hook!r} to fire{after} (order {list(hooks)}); fired: {_fired_summary(names)}"
+                ) from None
+
+
+def _known_hook(hook: str) -> str:
+    """``hook`` itself; a ValueError with suggestions for names that are no hook (typos would
+    otherwise make ``count("on_epoch_end") == 0`` pass silently)."""
+    known = hook_signatures()
+    if hook not in known:
+        from trainhooks.errors import did_you_mean
+
+        raise ValueError(f"{hook!r} is not a trainhooks hook{did_you_mean(hook, known)}")
+    return hook
+
+
+def _fired_summary(names: list[str]) -> str:
+    """``a, b x3, c`` (first-fired order) — readable even for thousands of per-batch calls."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counts.items()) or "nothing"
+
+
+class TrainhooksTester:
+    """Runs tiny but real trainings with the plugins under test, recording every hook call.
+
+    What the ``trainhooks_tester`` pytest fixture returns (see :mod:`trainhooks.pytest_plugin`);
+    usable without pytest too. Every run builds a fresh :class:`~trainhooks.Trainer` with
+
+    * ``default_plugins=False``: only the plugins you pass run, not whatever else is installed
+      in the environment (name an installed plugin, e.g. ``"torchscript"``, to load it from its
+      entry point);
+    * a :class:`HookRecorder` registered after them;
+    * a 64-16-10 MLP, cross entropy and Adam, ``device="cpu"``, on 96 training and 64
+      validation digits from scikit-learn (three and two batches): a fit of two epochs takes a
+      fraction of a second;
+    * ``save_dir`` a fresh directory under :attr:`path`.
+
+    Any keyword argument of ``Trainer`` (``options=``, ``callbacks=``, ``loss_fn=``, ``model=``,
+    ``device=``, ``seed=``...) overrides these.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        """Where the runs write (``run1``, ``run2``, ...)."""
+        self.last: RunResult | None = None
+        """The latest run, also when it raised (inspect ``last.recorder`` after ``pytest.raises``)."""
+        self._runs = 0
+        self._data: tuple[Any, Any] | None = None
+
+    # ------------------------------------------------------------------ building blocks
+    def data(self) -> tuple[Any, Any]:
+        """The default (train, val) DataLoaders: 3 and 2 batches of 32 real digits (made once)."""
+        if self._data is None:
+            self._data = tiny_digits(n_train=96, n_val=64, batch_size=32)
+        return self._data
+
+    def trainer(self, *plugins: Any, **trainer_kwargs: Any) -> Trainer:
+        """A Trainer with ``plugins`` (objects, modules or installed plugin names) and a recorder.
+
+        :attr:`last` holds its (not yet run) :class:`RunResult`; :meth:`fit` and friends use
+        this and then run it.
+        """
+        import torch
+
+        from trainhooks.trainer import Trainer
+
+        if "plugins" in trainer_kwargs:
+            raise TypeError("pass the plugins under test positionally: tester.fit(my_plugin, 'other_plugin')")
+        recorder = HookRecorder()
+        self._runs += 1
+        model = trainer_kwargs.pop("model", None)
+        if model is None:
+            model = tiny_model()
+        trainer_kwargs.setdefault("loss_fn", torch.nn.CrossEntropyLoss())
+        trainer_kwargs.setdefault("epochs", 2)
+        trainer_kwargs.setdefault("device", "cpu")
+        trainer_kwargs.setdefault("default_plugins", False)
+        trainer_kwargs.setdefault("save_dir", self.path / f"run{self._runs}")
+        trainer = Trainer(model, plugins=[*plugins, recorder], **trainer_kwargs)
+        self.last = RunResult(stage="", trainer=trainer, recorder=recorder)
+        return trainer
+
+    # ------------------------------------------------------------------ runs
+    def fit(
+        self,
+        *plugins: Any,
+        epochs: int = 2,
+        train_data: Any = None,
+        val_data: Any = _UNSET,
+        resume: str | Path | None = None,
+        **trainer_kwargs: Any,
+    ) -> RunResult:
+        """Train for ``epochs`` epochs with ``plugins``; returns the run (``.fit_result``).
+
+        :param train_data: batches to train on (default: the tiny digits).
+        :param val_data: validation batches; default the tiny digits, ``None`` for no validation.
+        :param resume: a checkpoint to continue from (``Trainer.fit(resume=...)``).
+        """
+        default_train, default_val = self.data()
+        train_data = default_train if train_data is None else train_data
+        val_data = default_val if val_data is _UNSET else val_data
+        trainer = self.trainer(*plugins, epochs=epochs, **trainer_kwargs)
+        return self._run("fit", lambda: trainer.fit(train_data, val_data, resume=resume))
+
+    def validate(self, *plugins: Any, data: Any = None, **trainer_kwargs: Any) -> RunResult:
+        """Validate (an untrained model) on ``data`` (default: the tiny validation digits)."""
+        data = self.data()[1] if data is None else data
+        trainer = self.trainer(*plugins, **trainer_kwargs)
+        return self._run("validate", lambda: trainer.validate(data))
+
+    def predict(self, *plugins: Any, data: Any = None, **trainer_kwargs: Any) -> RunResult:
+        """Predict (with an untrained model) on ``data`` (default: the tiny validation digits)."""
+        data = self.data()[1] if data is None else data
+        trainer = self.trainer(*plugins, **trainer_kwargs)
+        return self._run("predict", lambda: trainer.predict(data))
+
+    def _run(self, stage: str, run: Callable[[], Any]) -> RunResult:
+        result = self.last
+        assert result is not None
+        result.stage = stage
+        result.output = run()
+        return result

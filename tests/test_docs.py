@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import types
+from typing import Any
+
+import pytest
 
 from trainhooks.cli import hook_reference_markdown
 
@@ -46,3 +50,47 @@ def test_every_builtin_plugin_and_option_is_documented() -> None:
             assert f"`{name}`" in text, f"plugin {name} is not documented in docs/plugins.md"
     for spec in collect_options(host).specs.values():
         assert spec.flags[0] in text, f"option {spec.flags[0]} of {spec.plugin} is not documented"
+
+
+def test_readme_links_the_plugin_guide() -> None:
+    readme = (REPO / "README.md").read_text()
+    docs = readme.split("## Documentation", 1)[1].split("\n## ", 1)[0]
+    assert "(docs/plugin-guide.md)" in docs and (REPO / "docs" / "plugin-guide.md").is_file()
+
+
+def _guide_blocks() -> list[str]:
+    guide = (REPO / "docs" / "plugin-guide.md").read_text()
+    return re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+
+
+def _guide_plugins() -> list[tuple[str, str]]:
+    """(id, source) of every guide example that defines a plugin (the testing example aside)."""
+    found = []
+    for i, block in enumerate(_guide_blocks()):
+        if "trainhooks_tester" not in block and ("hookimpl" in block or "trainhooks.Callback" in block):
+            name = re.search(r"^(?:class|def) (\w+)", block, flags=re.M)
+            found.append((f"{i}-{name.group(1) if name else 'block'}", block))
+    return found
+
+
+def test_every_guide_example_is_python() -> None:
+    blocks = _guide_blocks()
+    assert len(blocks) >= 10
+    for block in blocks:
+        compile(block, "docs/plugin-guide.md", "exec")
+
+
+@pytest.mark.parametrize(("example", "source"), _guide_plugins(), ids=[i for i, _ in _guide_plugins()])
+def test_guide_example_plugins_run(example: str, source: str, trainhooks_tester: Any) -> None:
+    # Each example is registered exactly as written (hook names and arguments validated) and fit.
+    module = types.ModuleType(f"guide_example_{example.replace('-', '_')}")
+    exec(compile(source, f"docs/plugin-guide.md ({example})", "exec"), module.__dict__)
+    classes = [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__]
+    plugin = classes[0]() if classes else module
+    result = trainhooks_tester.fit(plugin, epochs=2)
+    name = result.plugins[0]
+    assert result.plugin_hooks(name), f"the example registered no hooks: {source}"
+    assert result.fit_result.epochs_completed == 2
+    state = plugin.state_dict() if hasattr(plugin, "state_dict") else None
+    if state:  # the checkpoint example: its state travels under the plugin's name
+        assert result.trainer.state_checkpoint()["plugins"][name] == state

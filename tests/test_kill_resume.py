@@ -208,7 +208,16 @@ def test_kill_during_a_checkpoint_write_leaves_last_pt_intact(workdir: Path) -> 
     weights = save_dir / "weights"
     proc = fit(workdir, save_dir, env={"TH_HUGE_AT_STEP": "10"})
     deadline = time.monotonic() + 120
-    while not list(weights.glob(".last.pt.*.tmp")):  # the write of step 10's checkpoint started
+    def big_write_started() -> bool:  # step 10's 600 MB checkpoint is being written
+        for tmp in weights.glob(".last.pt.*.tmp"):
+            try:
+                if tmp.stat().st_size > 1_000_000:
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
+
+    while not big_write_started():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
