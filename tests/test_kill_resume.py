@@ -208,6 +208,7 @@ def test_kill_during_a_checkpoint_write_leaves_last_pt_intact(workdir: Path) -> 
     weights = save_dir / "weights"
     proc = fit(workdir, save_dir, env={"TH_HUGE_AT_STEP": "10"})
     deadline = time.monotonic() + 120
+
     def big_write_started() -> bool:  # step 10's 600 MB checkpoint is being written
         for tmp in weights.glob(".last.pt.*.tmp"):
             try:
