@@ -42,7 +42,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -509,14 +509,6 @@ def start(trainer: Trainer) -> DistributedRun | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def describe(data: Iterable[Any] | None) -> str:
-    """How a loader is sampled (for messages and tests): sampler class name or the type."""
-    if data is None:
-        return "none"
-    sampler = getattr(data, "sampler", None)
-    return type(sampler).__name__ if sampler is not None else type(data).__name__
 
 
 __all__ = [
