@@ -318,7 +318,10 @@ class DistributedRun:
         self.train_sampler: Any = None
         self.stop_rank: int | None = None
         """The rank whose ``should_stop`` answer stopped training (the lowest that asked)."""
+        self.interrupt: str | None = None
+        """The interrupt (see :meth:`agree_stop`) agreed by the last agreement, or None."""
         self._pending: StopAnswer | None = None
+        self._pending_interrupt: str | None = None
 
     # -------------------------------------------------------------- errors instead of hangs
     @contextlib.contextmanager
@@ -425,7 +428,9 @@ class DistributedRun:
         metrics.update(merged)
 
     # -------------------------------------------------------------- agreed stop
-    def agree_stop(self, answer: StopAnswer | None, batch_idx: int | None = None) -> StopAnswer | None:
+    def agree_stop(
+        self, answer: StopAnswer | None, batch_idx: int | None = None, *, interrupt: str | None = None
+    ) -> StopAnswer | None:
         """Combine every rank's ``should_stop`` answer: if any rank asks, all stop, with one reason.
 
         Called by every rank at the same points (after each batch, ``batch_idx`` given, and after
@@ -434,21 +439,37 @@ class DistributedRun:
         the batch-level agreement happens every N batches and on the epoch's last batch; a request
         made in between is remembered until then. An answer of a wrong type is returned unchanged
         so that the Trainer raises its usual error for it.
+
+        ``interrupt`` is a reason to stop from outside the hooks (e.g. the name of a signal this
+        rank received; torchrun forwards signals to every worker, but they arrive at different
+        steps). It is agreed the same way, in the same all-reduce, and the result is left in
+        :attr:`interrupt` (None when no rank had one), so that no stop source can make one rank
+        leave the loop alone.
         """
         if answer is not None and not isinstance(answer[0], (str, bool)):
             return answer
         if self._pending is None and is_stop_request(answer):
             self._pending = answer
+        if interrupt is not None and self._pending_interrupt is None:
+            self._pending_interrupt = interrupt
+        self.interrupt = None
         if batch_idx is not None and self.sync_every > 1:
             n = batch_idx + 1
             if n % self.sync_every and n != self.trainer.num_train_batches:
                 return None
         local, self._pending = self._pending, None
-        flag = torch.tensor([self.rank if local is not None else self.world_size], device=self.comm_device)
+        local_interrupt, self._pending_interrupt = self._pending_interrupt, None
+        none = self.world_size
+        flags = torch.tensor(
+            [self.rank if local is not None else none, self.rank if local_interrupt is not None else none],
+            device=self.comm_device,
+        )
         with self.collective("the stop agreement"):
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            source = int(flag.item())
-        if source >= self.world_size:
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+            source, interrupt_source = (int(v) for v in flags.tolist())
+        if interrupt_source < none:
+            self.interrupt = self.broadcast(local_interrupt, "the stop agreement", src=interrupt_source)
+        if source >= none:
             return None
         agreed: StopAnswer = self.broadcast(local, "the stop agreement", src=source)
         self.stop_rank = source

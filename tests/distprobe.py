@@ -3,7 +3,7 @@
 Enabled with ``-p distprobe`` (tests/ on PYTHONPATH). Each rank appends JSON lines to
 ``$DISTPROBE_DIR/rank<N>.jsonl``. ``DISTPROBE_STOP_RANK``/``_STOP_STEP`` make ``should_stop`` ask
 once, on that rank only; ``DISTPROBE_FAIL_RANK``/``_FAIL_STEP`` raise in ``on_train_batch_end``;
-``DISTPROBE_HANG_RANK``/``_HANG_STEP`` sleep there (a stalled, not dead, peer).
+``DISTPROBE_HANG_RANK``/``_HANG_STEP`` sleep there for 20 s (a stalled, not dead, peer).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def on_train_batch_end(trainer: Any) -> None:
     if trainer.rank == _env("DISTPROBE_FAIL_RANK") and step == _env("DISTPROBE_FAIL_STEP"):
         raise RuntimeError(f"probe failure on rank {trainer.rank} at step {step}")
     if trainer.rank == _env("DISTPROBE_HANG_RANK") and step == _env("DISTPROBE_HANG_STEP"):
-        time.sleep(300)
+        time.sleep(20)  # longer than the test's dist_timeout, shorter than torchrun's kill grace
 
 
 @trainhooks.hookimpl

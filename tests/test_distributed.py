@@ -127,12 +127,13 @@ STOP_STEP = 30  # digits: 1438 training samples, batch 32 -> 23 steps per rank p
 
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """``torchrun -m trainhooks fit --epochs 3`` with the default plugins; rank 1 alone asks to stop at step 30."""
+    """``torchrun -m trainhooks fit --epochs 3`` with the default plugins (keeping every epoch's
+    checkpoint); rank 1 alone asks to stop at step 30."""
     root = tmp_path_factory.mktemp("ddp-fit")
     probe = root / "probe"
     probe.mkdir()
     proc, took = torchrun(
-        ["-m", "trainhooks", "fit", "--epochs", "3", "-p", "distprobe", "--dist-timeout", "60"],
+        ["-m", "trainhooks", "fit", "--epochs", "3", "-p", "distprobe", "--dist-timeout", "60", "--save-top-k", "-1"],
         cwd=root,
         env={"DISTPROBE_DIR": str(probe), "DISTPROBE_STOP_RANK": "1", "DISTPROBE_STOP_STEP": str(STOP_STEP)},
     )
@@ -186,9 +187,10 @@ def test_one_set_of_files_written_by_rank_zero_only(stopped_run: Run) -> None:
     runs = stopped_run.root / "runs"
     assert [p.name for p in runs.iterdir()] == ["fit"], "both ranks must agree on the default save_dir"
     files = sorted(str(p.relative_to(runs / "fit")) for p in (runs / "fit").rglob("*") if p.is_file())
-    assert files == ["metrics.csv", "results.png", "weights/best.pt", "weights/last.pt"]
+    weights = ["weights/best.pt", "weights/epoch1.pt", "weights/epoch2.pt", "weights/last.pt"]
+    assert files == ["metrics.csv", "results.png", *weights]
     events = stopped_run.events
-    assert {e["path"] for e in of(events[0], "saved")} == {"runs/fit/weights/last.pt", "runs/fit/weights/best.pt"}
+    assert {e["path"] for e in of(events[0], "saved")} == {f"runs/fit/{w}" for w in weights}
     assert of(events[1], "saved") == [], "rank 1 must not write checkpoints"
     assert of(events[0], "end")[0]["artifacts"] == ["best.pt", "last.pt", "metrics.csv", "results.png"]
     assert of(events[1], "end")[0]["artifacts"] == []
@@ -214,18 +216,18 @@ def test_a_stop_asked_on_rank_1_only_stops_both_at_the_same_step(stopped_run: Ru
 
 @slow
 def test_a_two_rank_checkpoint_resumes_in_one_process(stopped_run: Run, tmp_path: Path, capsys) -> None:
-    last = stopped_run.root / "runs" / "fit" / "weights" / "last.pt"
-    assert torch.load(last, weights_only=True)["world_size"] == 2
+    first = stopped_run.root / "runs" / "fit" / "weights" / "epoch1.pt"  # before the stop
+    assert torch.load(first, weights_only=True)["world_size"] == 2
     save = tmp_path / "resumed"
-    code = cli.main(["fit", "--resume", str(last), "--epochs", "4", "--save-dir", str(save), "--quiet"])
+    code = cli.main(["fit", "--resume", str(first), "--epochs", "3", "--save-dir", str(save), "--quiet"])
     assert code == 0, capsys.readouterr().err
     rows = list(csv.DictReader((save / "metrics.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
-    before = [e["metrics"] for e in of(stopped_run.events[0], "epoch")]
-    assert [float(r["val/acc"]) for r in rows[:2]] == [m["val/acc"] for m in before]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    before = of(stopped_run.events[0], "epoch")[0]["metrics"]
+    assert float(rows[0]["val/acc"]) == before["val/acc"]
     resumed = torch.load(save / "weights" / "last.pt", weights_only=True)
     assert resumed["world_size"] == 1
-    assert resumed["global_step"] == STOP_STEP + 2 * 45  # 45 single-process steps per epoch after resuming
+    assert resumed["global_step"] == 23 + 2 * 45  # 23 steps per rank, then 45 single-process steps per epoch
     assert all(math.isfinite(r["train/loss"]) for r in resumed["history"])
 
 
@@ -439,6 +441,18 @@ def test_agreed_stop_with_a_cadence_remembers_the_request(make_trainer, loaders,
     assert run.agree_stop(("late", "q"), 2) == ("late", "q")  # the last batch always syncs
     assert run.agree_stop((3, "bad"), 0) == (3, "bad")  # wrong types go back for the Trainer's error
     assert run.agree_stop(("epoch end", "r")) == ("epoch end", "r") and run.stop_rank == 0
+
+
+def test_interrupts_from_outside_the_hooks_are_agreed_too(make_trainer, gloo_group) -> None:
+    """A signal reaches torchrun's workers at different steps: it must stop all at one step too."""
+    trainer = make_trainer(epochs=1)
+    trainer.num_train_batches = 10
+    run = distributed.DistributedRun(trainer, owns_group=False, sync_every=4)
+    assert run.agree_stop(None, 0, interrupt="SIGTERM") is None and run.interrupt is None  # remembered
+    assert run.agree_stop(None, 1) is None and run.interrupt is None
+    assert run.agree_stop(("also", "p"), 3) == ("also", "p") and run.interrupt == "SIGTERM"
+    assert run.agree_stop(None, 7) is None and run.interrupt is None
+    assert run.agree_stop(None, interrupt="SIGINT") is None and run.interrupt == "SIGINT"
 
 
 def test_world_size_without_torchrun_environment_is_a_clear_error(make_trainer, loaders, monkeypatch) -> None:
