@@ -396,7 +396,7 @@ class DistributedRun:
         return call_through(t.model, t.unwrapped_model, method)
 
     # -------------------------------------------------------------- once per epoch
-    def end_train_epoch(self, losses: Sequence[torch.Tensor], sizes: Sequence[int]) -> None:
+    def end_train_epoch(self, losses: list[torch.Tensor], sizes: list[int]) -> None:
         """``train/loss`` as the mean over every rank's samples; buffers made equal for validation.
 
         DDP keeps parameters identical, but buffers (BatchNorm statistics) are only broadcast at
