@@ -169,13 +169,13 @@ def test_epoch_metrics_are_identical_on_both_ranks(stopped_run: Run) -> None:
 
 
 @slow
-def test_validation_metrics_are_those_of_the_whole_validation_set(stopped_run: Run) -> None:
+def test_validation_metrics_are_those_of_the_whole_validation_set(stopped_run: Run, tmp_path: Path) -> None:
     """Each validation sample is seen by exactly one rank, so the reduced metrics are exact."""
     last = stopped_run.root / "runs" / "fit" / "weights" / "last.pt"
     checkpoint = torch.load(last, weights_only=True)
     task = digits_task(seed=0)
     task.model.load_state_dict(checkpoint["model"])
-    trainer = trainhooks.Trainer(task.model, loss_fn=task.loss_fn, default_plugins=False, save_dir="unused")
+    trainer = trainhooks.Trainer(task.model, loss_fn=task.loss_fn, default_plugins=False, save_dir=tmp_path)
     whole = trainer.validate(task.val_data)
     reduced = of(stopped_run.events[0], "epoch")[-1]["metrics"]
     assert reduced["val/acc"] == pytest.approx(whole["val/acc"], abs=1e-12)
@@ -374,7 +374,7 @@ def test_shard_loader_rebuilds_plain_loaders_and_leaves_the_rest() -> None:
     assert same is batches and sampler is None and "every rank iterates all of it" in (note or "")
 
 
-def test_unwrap_strips_only_real_wrappers() -> None:
+def test_unwrap_strips_only_real_wrappers(tmp_path: Path) -> None:
     class HasModule(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -382,7 +382,7 @@ def test_unwrap_strips_only_real_wrappers() -> None:
 
     model = HasModule()
     assert unwrap(model) is model  # a child named "module" is not a wrapper
-    trainer = trainhooks.Trainer(model, loss_fn=nn.MSELoss(), default_plugins=False, save_dir="unused")
+    trainer = trainhooks.Trainer(model, loss_fn=nn.MSELoss(), default_plugins=False, save_dir=tmp_path)
     assert trainer.unwrapped_model is model
     assert set(trainer.state_checkpoint()["model"]) == {"module.weight", "module.bias"}
     inner = nn.Linear(2, 2)
