@@ -25,6 +25,7 @@ from trainhooks.callbacks import BaseCallback, Callback, LambdaCallback
 from trainhooks.errors import (
     CheckpointError,
     ConfigError,
+    DistributedError,
     DuplicatePluginError,
     ExportFormatError,
     HookArgumentError,
@@ -77,6 +78,7 @@ __all__ = [
     "Callback",
     "CheckpointError",
     "ConfigError",
+    "DistributedError",
     "DuplicatePluginError",
     "ExportFormatError",
     "FitResult",

@@ -11,6 +11,7 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -108,6 +109,26 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             default=[],
             metavar="NAME",
             help="a failure of plugin NAME disables it instead of stopping the run (repeatable, or comma-separated)",
+        )
+        parser.add_argument(
+            "--precision",
+            default="32",
+            choices=["32", "bf16", "16"],
+            help="32, or mixed precision: bf16 (autocast) or 16 (autocast + GradScaler) (default: 32)",
+        )
+        parser.add_argument(
+            "--dist-timeout",
+            type=_positive_float,
+            default=None,
+            metavar="SECONDS",
+            help="under torchrun: fail instead of waiting longer than this for another rank (default: 1800)",
+        )
+        parser.add_argument(
+            "--dist-sync-every",
+            type=_positive_int,
+            default=1,
+            metavar="N",
+            help="under torchrun: agree on stop requests every N batches (default: 1)",
         )
     else:
         parser.add_argument(
@@ -225,10 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cause = exc.original
         if not isinstance(cause, TrainhooksError):  # a bug in the plugin: show its traceback
             print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
-        print(f"trainhooks: error: {exc}", file=sys.stderr)
+        print(f"trainhooks: error: {_rank_label()}{exc}", file=sys.stderr)
         return exc.exit_code
     except TrainhooksError as exc:
-        print(f"trainhooks: error: {exc}", file=sys.stderr)
+        label = "" if type(exc).__name__ == "DistributedError" else _rank_label()  # it names its rank
+        print(f"trainhooks: error: {label}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("trainhooks: interrupted", file=sys.stderr)
@@ -247,6 +269,12 @@ def _log_to_stderr() -> logging.Handler:
     handler.setFormatter(logging.Formatter("trainhooks: %(message)s"))
     logging.getLogger("trainhooks").addHandler(handler)
     return handler
+
+
+def _rank_label() -> str:
+    """``rank 1 of 2: `` under torchrun, so each worker's error line says which process failed."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f"rank {rank} of {world}: " if world.isdigit() and int(world) > 1 else ""
 
 
 def _main(argv: list[str]) -> int:
@@ -304,6 +332,7 @@ def _make_trainer(
         profile_hooks=getattr(args, "profile_hooks", False),
         verbose=not args.quiet,
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
+        **_distributed_args(args),
     )
     if task.example_input is not None:
         trainer.example_input = task.example_input
@@ -321,6 +350,16 @@ def _make_trainer(
     return trainer, task
 
 
+def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Trainer keywords from ``--precision``, ``--dist-timeout``, ``--dist-sync-every`` (fit only)."""
+    given = {
+        "precision": getattr(args, "precision", None),
+        "dist_timeout": getattr(args, "dist_timeout", None),
+        "dist_sync_every": getattr(args, "dist_sync_every", None),
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
     trainer, task = _make_trainer(args, host, plugin_options, training=True)
     if task.train_data is None:
@@ -330,7 +369,7 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     result = trainer.fit(task.train_data, task.val_data, resume=args.resume)
     if trainer.hook_profile is not None:
         print(format_profile(trainer))
-    if not args.quiet:
+    if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
         print(summary_line(result, trainer.epochs))
     if trainer.interrupted:
         last = trainer.save_dir / "weights" / "last.pt"

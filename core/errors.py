@@ -166,3 +166,15 @@ class TaskError(ConfigError):
 
 class CheckpointError(TrainhooksError):
     """A checkpoint that cannot be written or read; names the file."""
+
+
+class DistributedError(TrainhooksError):
+    """A distributed run cannot start, or a collective failed or timed out.
+
+    Raised instead of hanging when another rank died or stalled for longer than ``dist_timeout``;
+    names this process's rank, what it was waiting for and where (epoch, step).
+    """
+
+    def __init__(self, message: str, *, rank: int | None = None) -> None:
+        super().__init__(message)
+        self.rank = rank

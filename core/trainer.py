@@ -22,6 +22,7 @@ into floats once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -37,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainhooks import checkpointing
+from trainhooks import amp, checkpointing, distributed
 from trainhooks.callbacks import FunctionCallback
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
@@ -67,6 +68,9 @@ CORE_OPTIONS = frozenset(
         "output",
         "json",
         "loop",
+        "precision",
+        "dist_timeout",
+        "dist_sync_every",
     }
 )
 """Option names trainhooks itself uses on the command line; plugins may not declare them."""
@@ -185,6 +189,14 @@ class Trainer:
     :param plugin_host: an already loaded :class:`~trainhooks.host.PluginHost` (the CLI builds
         one to show plugin options in ``--help``); ``plugins`` names and ``disable`` are then
         ignored, objects are still registered.
+    :param precision: ``"32"`` (default), ``"bf16"`` (autocast to bfloat16) or ``"16"`` (autocast
+        to float16 with a GradScaler); see :mod:`trainhooks.amp`.
+    :param dist_timeout: under torchrun, seconds a collective waits for the other ranks before it
+        fails with :class:`~trainhooks.DistributedError` instead of hanging; see
+        :mod:`trainhooks.distributed`.
+    :param dist_sync_every: under torchrun, agree on ``should_stop`` answers every N batches
+        (and at every epoch end) instead of after every batch: fewer collectives, a stop up to
+        N - 1 steps later.
     """
 
     def __init__(
@@ -210,6 +222,9 @@ class Trainer:
         profile_hooks: bool = False,
         verbose: bool = True,
         plugin_host: PluginHost | None = None,
+        precision: str | int = "32",
+        dist_timeout: float = distributed.DEFAULT_TIMEOUT_S,
+        dist_sync_every: int = 1,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -219,6 +234,10 @@ class Trainer:
             raise ConfigError(f"grad_clip_norm must be positive, got {grad_clip_norm!r}")
         if isinstance(plugins, (str, bytes)) or isinstance(disable, (str, bytes)):
             raise ConfigError("plugins= and disable= take lists of names, e.g. plugins=['early_stopping']")
+        if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, (int, float)) or not dist_timeout > 0:
+            raise ConfigError(f"dist_timeout must be a positive number of seconds, got {dist_timeout!r}")
+        if isinstance(dist_sync_every, bool) or not isinstance(dist_sync_every, int) or dist_sync_every < 1:
+            raise ConfigError(f"dist_sync_every must be a positive integer, got {dist_sync_every!r}")
 
         self.model: nn.Module = model
         self.loss_fn = loss_fn
@@ -262,9 +281,18 @@ class Trainer:
         self._rng_at_cut: dict[str, Any] | None = None
         self.emergency_checkpoint: Path | None = None
 
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = distributed.env_int("RANK", 0)
+        self.local_rank = distributed.env_int("LOCAL_RANK", 0)
+        self.world_size = distributed.env_int("WORLD_SIZE", 1)
+        # distributed (trainhooks.distributed): cuda means cuda:LOCAL_RANK under torchrun; the
+        # process group, DDP wrapper and sharded loaders exist only during fit (self._dist).
+        self.device = distributed.local_device(self.device, self.local_rank, self.world_size)
+        self.dist_timeout = float(dist_timeout)
+        self.dist_sync_every = dist_sync_every
+        self._dist: distributed.DistributedRun | None = None
+        # mixed precision (trainhooks.amp): None at "32", so the default loop is untouched.
+        self.precision = amp.parse_precision(precision)
+        self._amp = amp.MixedPrecision(self.precision, self.device) if self.precision != "32" else None
 
         objects = [p for p in plugins if not isinstance(p, str)]
         names = [p for p in plugins if isinstance(p, str)]
@@ -306,8 +334,8 @@ class Trainer:
 
     @property
     def unwrapped_model(self) -> nn.Module:
-        """The model without a DistributedDataParallel wrapper."""
-        return getattr(self.model, "module", self.model) if hasattr(self.model, "module") else self.model
+        """The model without a DistributedDataParallel (or DataParallel) wrapper."""
+        return distributed.unwrap(self.model)
 
     @property
     def stopped_early(self) -> bool:
@@ -416,21 +444,30 @@ class Trainer:
         failed = False
         previous_handlers = self._install_signal_handlers()
         try:
+            self._dist = distributed.start(self)  # distributed: process group (None in one process)
             hooks.on_pretrain_routine_start()
             if self.seed is not None:
-                seed_everything(self.seed)
+                seed_everything(self.seed + self.rank)  # ranks differ in dropout/augmentation
             self.model.to(self.device)
             self._ensure_save_dir()
             if resume is not None:
                 start_epoch = self._resume(resume)
+            if self._dist is not None:  # distributed: DDP wrapper, sharded loaders
+                train_data, val_data = self._dist.prepare(train_data, val_data)
+                self.num_train_batches = _safe_len(train_data)
+                self.num_val_batches = _safe_len(val_data) if val_data is not None else None
             hooks.on_pretrain_routine_end()
             self._first_step = self.global_step
             hooks.on_train_start()
             for epoch in range(start_epoch, self.epochs):
                 self.epoch = epoch
+                if self._dist is not None:  # distributed: a new shuffle of the shards
+                    self._dist.set_epoch(epoch)
                 self._train_epoch(train_data)
                 if val_data is not None:
                     self._validate(val_data)
+                if self._dist is not None:  # distributed: every rank sees the same metrics
+                    self._dist.sync_metrics(self.metrics)
                 self._epoch_record = dict(self.metrics)
                 self.history.append(self._epoch_record)
                 hooks.on_fit_epoch_end()
@@ -451,6 +488,9 @@ class Trainer:
             self._restore_signal_handlers(previous_handlers)
             self._in_batch_loop = False
             self._epoch_record = None
+            if self._dist is not None:  # distributed: unwrap the model, end our process group
+                self._dist.close(failed)
+                self._dist = None
             self._teardown("fit", failed)
         return FitResult(
             epochs_completed=len(self.history),
@@ -470,12 +510,18 @@ class Trainer:
         model, optimizer, device = self.model, self.optimizer, self.device
         move = device.type != "cpu"
         step = self._training_step_fn()
+        if self._amp is not None:  # mixed precision: autocast, GradScaler for float16
+            step = self._amp.wrap_step(step)
+            backward, optimizer_step = self._amp.bind(optimizer)
+        else:
+            backward, optimizer_step = torch.Tensor.backward, optimizer.step
+        agree = self._dist.agree_stop if self._dist is not None else None
         clip = self.grad_clip_norm
         params = [p for group in optimizer.param_groups for p in group["params"]] if clip else []
         generator = _loader_generator(data)
         position, self._resume_position = self._resume_position, None
         if position is not None:  # resuming mid-epoch: the epoch's RNG as it was at its start
-            checkpointing.restore_rng(position["rng_epoch_start"], generator)
+            self._restore_random_state(position["rng_epoch_start"], generator)
         self._epoch_rng_start = checkpointing.capture_rng(generator)
         self._epoch_losses = losses = []
         sizes: list[int] = []
@@ -502,12 +548,12 @@ class Trainer:
             outputs = step(batch)
             loss = outputs["loss"]
             hooks.on_before_backward(loss)
-            loss.backward()
+            backward(loss)
             hooks.on_after_backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             hooks.on_before_optimizer_step(optimizer)
-            optimizer.step()
+            optimizer_step()
             hooks.on_before_zero_grad(optimizer)
             optimizer.zero_grad(set_to_none=True)
             self.global_step += 1
@@ -518,6 +564,9 @@ class Trainer:
             self._batches_done += 1
             hooks.on_train_batch_end(batch, batch_idx, outputs)
             answer = hooks.should_stop()
+            if agree is not None:  # distributed: all ranks stop at the same step, signals too
+                answer = agree(answer, batch_idx, interrupt=self._signal_received)
+                self._signal_received = self._dist.interrupt  # type: ignore[union-attr]
             if answer is not None and self._accept_stop(answer, "batch"):
                 break
             if self._signal_received is not None:
@@ -534,6 +583,8 @@ class Trainer:
             weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
             total = (torch.stack(losses).float() * weights).sum() / weights.sum()
             self.metrics["train/loss"] = float(total.item())
+        if self._dist is not None:  # distributed: the mean over every rank's samples
+            self._dist.end_train_epoch(losses, sizes)
         self.metrics["lr"] = float(optimizer.param_groups[0]["lr"])
         self._flush_metrics()
         hooks.on_train_epoch_end()
@@ -541,6 +592,8 @@ class Trainer:
     def _training_step_fn(self) -> Callable[[Any], dict[str, Any]]:
         model = self.model
         custom = getattr(self.unwrapped_model, "training_step", None)
+        if custom is not None and self._dist is not None:  # distributed: via DDP, or gradients won't sync
+            custom = self._dist.through_wrapper(custom)
         if custom is not None:
 
             def custom_step(batch: Any) -> dict[str, Any]:
@@ -568,6 +621,9 @@ class Trainer:
 
     def _consult_should_stop(self) -> None:
         answer = self.hooks.should_stop()
+        if self._dist is not None:  # distributed: all ranks stop after the same epoch, signals too
+            answer = self._dist.agree_stop(answer, interrupt=self._signal_received)
+            self._signal_received = self._dist.interrupt
         if answer is not None:
             self._accept_stop(answer, "epoch")
         if not self._stop_requested and self._signal_received is not None:
@@ -651,6 +707,8 @@ class Trainer:
     def _validate(self, data: Iterable[Any]) -> dict[str, float]:
         hooks = self.hooks
         model, device = self.model, self.device
+        if self._dist is not None:  # distributed: no DDP forward, so no collective per batch
+            model = self.unwrapped_model
         move = device.type != "cpu"
         custom = getattr(self.unwrapped_model, "validation_step", None)
         loss_fn = self.loss_fn
@@ -660,7 +718,8 @@ class Trainer:
         model.eval()
         hooks.on_val_start()
         try:
-            with torch.inference_mode():
+            autocast = self._amp.autocast() if self._amp is not None else contextlib.nullcontext()
+            with torch.inference_mode(), autocast:
                 for batch_idx, batch in enumerate(data):
                     if move:
                         batch = _to_device(batch, device)
@@ -687,7 +746,12 @@ class Trainer:
                     hooks.on_val_batch_end(batch, batch_idx, outputs)
         finally:
             model.train(was_training)
-        result = {f"val/{k}": float(v.item()) / count for k, v in sums.items()} if count else {}
+        totals = {k: float(v.item()) for k, v in sums.items()}
+        if self._dist is not None:  # distributed: the mean over every rank's shard
+            means = self._dist.reduce_validation(totals, count)
+        else:
+            means = {k: v / count for k, v in totals.items()} if count else {}
+        result = {f"val/{k}": v for k, v in means.items()}
         self.metrics.update(result)
         hooks.on_val_end()
         return result
@@ -825,6 +889,7 @@ class Trainer:
             ),
             "progress": None,
             "plugins": plugins,
+            "world_size": self.world_size,
         }
         if not epoch_completed and self._epoch_rng_start is not None:
             losses = self._epoch_losses
@@ -836,6 +901,8 @@ class Trainer:
                 "sizes": list(self._epoch_sizes),
                 "rng_epoch_start": self._epoch_rng_start,
             }
+        if self._amp is not None and self._amp.scaler is not None:
+            checkpoint["grad_scaler"] = self._amp.state_dict()
         if fire_hooks:
             self.hooks.on_save_checkpoint(checkpoint)
         return checkpoint
@@ -865,6 +932,8 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {first}") from exc
+        if self._amp is not None:
+            self._amp.load_state_dict(checkpoint.get("grad_scaler"))
         self.epoch = int(checkpoint.get("epoch", 0))
         self.global_step = int(checkpoint.get("global_step", 0))
         self.metrics = dict(checkpoint.get("metrics", {}))
@@ -896,8 +965,21 @@ class Trainer:
                     f"checkpoint {path} already completed {start} of {self.epochs} epochs; "
                     f"pass more epochs (--epochs N with N > {start}) to train further"
                 )
-            checkpointing.restore_rng(checkpoint.get("rng") or {}, generator)
+            self._restore_random_state(checkpoint.get("rng") or {}, generator)
             return start
+        if int(checkpoint.get("world_size", 1)) != self.world_size:
+            # The shards of a DistributedSampler depend on the world size: the batches done so
+            # far cannot be identified in the new split, so the epoch starts over.
+            log.warning(
+                "checkpoint %s was taken mid-epoch with %s processes, this run has %d: epoch %d starts over",
+                path,
+                checkpoint.get("world_size", 1),
+                self.world_size,
+                self.epoch + 1,
+            )
+            self.history = self.history[: self.epoch]
+            self._restore_random_state(checkpoint.get("rng") or {}, generator)
+            return self.epoch
         # Mid-epoch: replay this epoch's data order, skip the batches already trained on, then
         # continue with the random state the checkpoint was taken with.
         self.history = self.history[: self.epoch]
@@ -917,7 +999,20 @@ class Trainer:
                     f"but the training data has only {done} batches: is it the same data?"
                 ) from None
         self._skipped = todo
-        checkpointing.restore_rng(position["rng_now"], generator)
+        self._restore_random_state(position["rng_now"], generator)
+
+    def _restore_random_state(self, state: dict[str, Any], generator: Any) -> None:
+        """Put back a checkpoint's random state; in distributed runs, re-seed each rank instead.
+
+        Only rank 0 writes checkpoints, so they hold rank 0's generators; giving them to every
+        rank would make all ranks draw the same dropout masks. Each rank is re-seeded from the
+        seed, its rank and the step instead (data order under DistributedSampler depends on
+        seed and epoch only, so it is unaffected).
+        """
+        if self.world_size > 1:
+            seed_everything((self.seed or 0) + self.rank + 1_000_003 * self.global_step)
+            return
+        checkpointing.restore_rng(state, generator)
 
     def _emergency_checkpoint(self, exc: BaseException) -> None:
         """After a failure (``on_exception`` has fired): save what was trained, without hooks,

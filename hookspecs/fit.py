@@ -161,7 +161,8 @@ def on_fit_epoch_end(trainer: Trainer) -> None:
     :param trainer: the trainer; ``trainer.metrics`` holds the epoch's training *and*
         validation metrics (``train/loss``, ``val/loss``, ``val/acc``, ``lr``, plus whatever
         plugins logged with ``trainer.log_metric``); ``trainer.history`` has one such dict per
-        epoch so far, this one included.
+        epoch so far, this one included. Under torchrun the metrics have been reduced across
+        ranks (means weighted by sample count): every rank sees the same numbers.
 
     Return value: ignored.
     """
@@ -221,4 +222,8 @@ def should_stop(trainer: Trainer) -> str | bool | None:
     non-None, also ends the consultation. A stop after a batch ends the epoch early; the epoch's
     bookkeeping (``on_train_epoch_end``, validation, ``on_fit_epoch_end``), ``on_train_end`` and
     ``teardown`` still run.
+
+    Under torchrun each rank answers for itself (a local metric, a NaN, a clock); the answers are
+    combined so that if any rank asks, every rank stops at the same step with the same reason
+    (that of the lowest asking rank).
     """

@@ -1,0 +1,561 @@
+"""Distributed training under real torchrun (2 CPU processes, gloo), and mixed precision.
+
+The torchrun tests launch ``python -m torch.distributed.run --standalone --nproc_per_node 2``
+(torchrun picks a free port itself) running either ``-m trainhooks fit -p distprobe`` (the probe
+plugin in tests/distprobe.py records what every rank saw) or tests/dist_script.py (a script
+that builds its own Trainer). One run is shared by several assertions. CUDA/nccl tests skip
+without GPUs.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import trainhooks
+from trainhooks import cli, distributed
+from trainhooks.amp import parse_precision
+from trainhooks.distributed import (
+    ShardSampler,
+    call_through,
+    merge_metrics,
+    shard_loader,
+    unwrap,
+    weighted_means,
+)
+from trainhooks.tasks import digits_task
+from trainhooks.testing import tiny_digits, tiny_model
+
+from .dist_script import StepNet
+
+TESTS = Path(__file__).resolve().parent
+TORCH_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
+slow = pytest.mark.slow
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+needs_two_gpus = pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="nccl DDP needs 2 CUDA GPUs (one per rank); this machine has fewer"
+)
+
+
+# ---------------------------------------------------------------------- helpers
+def torchrun(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180, nproc: int = 2
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run torchrun with ``nproc`` workers; returns the finished process and its wall time."""
+    full_env = {k: v for k, v in os.environ.items() if k not in TORCH_ENV}
+    full_env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
+    full_env.update(env or {})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.monotonic() - started
+
+
+def probe_events(directory: Path) -> dict[int, list[dict[str, Any]]]:
+    """{rank: [event, ...]} from distprobe's JSON lines."""
+    events: dict[int, list[dict[str, Any]]] = {}
+    for path in sorted(directory.glob("rank*.jsonl")):
+        lines = path.read_text().splitlines()
+        events[int(path.stem[4:])] = [json.loads(line) for line in lines]
+    return events
+
+
+def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == kind]
+
+
+def script_args(out: Path, save_dir: Path) -> list[str]:
+    """tests/dist_script.py writing its records to ``out`` and its files to ``save_dir``."""
+    return [str(TESTS / "dist_script.py"), "--out", str(out), "--save-dir", str(save_dir)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def gloo_group() -> Iterator[None]:
+    """A real one-process gloo group, as a script would create before building a Trainer."""
+    assert not dist.is_initialized()
+    dist.init_process_group(
+        "gloo",
+        rank=0,
+        world_size=1,
+        init_method=f"tcp://127.0.0.1:{free_port()}",
+        timeout=datetime.timedelta(seconds=30),
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------- one shared torchrun fit
+@dataclass
+class Run:
+    root: Path
+    proc: subprocess.CompletedProcess[str]
+    seconds: float
+    events: dict[int, list[dict[str, Any]]]
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+
+STOP_STEP = 30  # digits: 1438 training samples, batch 32 -> 23 steps per rank per epoch; 30 is in epoch 2
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """``torchrun -m trainhooks fit --epochs 3`` with the default plugins (keeping every epoch's
+    checkpoint); rank 1 alone asks to stop at step 30."""
+    root = tmp_path_factory.mktemp("ddp-fit")
+    probe = root / "probe"
+    probe.mkdir()
+    proc, took = torchrun(
+        ["-m", "trainhooks", "fit", "--epochs", "3", "-p", "distprobe", "--dist-timeout", "60", "--save-top-k", "-1"],
+        cwd=root,
+        env={"DISTPROBE_DIR": str(probe), "DISTPROBE_STOP_RANK": "1", "DISTPROBE_STOP_STEP": str(STOP_STEP)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return Run(root, proc, took, probe_events(probe))
+
+
+@slow
+def test_every_rank_knows_its_rank_and_trains_a_ddp_model_on_its_shard(stopped_run: Run) -> None:
+    starts = {rank: of(events, "start")[0] for rank, events in stopped_run.events.items()}
+    assert sorted(starts) == [0, 1]
+    for rank, seen in starts.items():
+        assert (seen["rank"], seen["local_rank"], seen["world_size"]) == (rank, rank, 2)
+        assert seen["is_global_zero"] is (rank == 0)
+        assert seen["model"] == "DistributedDataParallel" and seen["unwrapped"] == "Sequential"
+        assert seen["num_train_batches"] == 23  # half of the 45 a single process takes
+        assert seen["device"] == "cpu"
+    ends = {rank: of(events, "end")[0] for rank, events in stopped_run.events.items()}
+    assert ends[0]["params"] == ends[1]["params"], "DDP must keep the ranks' weights identical"
+
+
+@slow
+def test_epoch_metrics_are_identical_on_both_ranks(stopped_run: Run) -> None:
+    epochs = {rank: of(events, "epoch") for rank, events in stopped_run.events.items()}
+    assert len(epochs[0]) == len(epochs[1]) == 2
+    for e0, e1 in zip(epochs[0], epochs[1]):
+        assert set(e0["metrics"]) == {"train/loss", "val/loss", "val/acc", "lr", "probe/rank"}
+        assert e0["metrics"] == e1["metrics"]  # every key, bit for bit
+        assert e0["metrics"]["probe/rank"] == 0.5  # a plugin's per-rank metric, averaged
+        assert e0["step"] == e1["step"]
+    ends = {rank: of(events, "end")[0] for rank, events in stopped_run.events.items()}
+    assert ends[0]["history"] == ends[1]["history"] == [e["metrics"] for e in epochs[0]]
+
+
+@slow
+def test_validation_metrics_are_those_of_the_whole_validation_set(stopped_run: Run, tmp_path: Path) -> None:
+    """Each validation sample is seen by exactly one rank, so the reduced metrics are exact."""
+    last = stopped_run.root / "runs" / "fit" / "weights" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    task = digits_task(seed=0)
+    task.model.load_state_dict(checkpoint["model"])
+    trainer = trainhooks.Trainer(task.model, loss_fn=task.loss_fn, default_plugins=False, save_dir=tmp_path)
+    whole = trainer.validate(task.val_data)
+    reduced = of(stopped_run.events[0], "epoch")[-1]["metrics"]
+    assert reduced["val/acc"] == pytest.approx(whole["val/acc"], abs=1e-12)
+    assert reduced["val/loss"] == pytest.approx(whole["val/loss"], rel=1e-6)
+
+
+@slow
+def test_one_set_of_files_written_by_rank_zero_only(stopped_run: Run) -> None:
+    runs = stopped_run.root / "runs"
+    assert [p.name for p in runs.iterdir()] == ["fit"], "both ranks must agree on the default save_dir"
+    files = sorted(str(p.relative_to(runs / "fit")) for p in (runs / "fit").rglob("*") if p.is_file())
+    weights = ["weights/best.pt", "weights/epoch1.pt", "weights/epoch2.pt", "weights/last.pt"]
+    assert files == ["metrics.csv", "results.png", *weights]
+    events = stopped_run.events
+    assert {e["path"] for e in of(events[0], "saved")} == {f"runs/fit/{w}" for w in weights}
+    assert of(events[1], "saved") == [], "rank 1 must not write checkpoints"
+    assert of(events[0], "end")[0]["artifacts"] == ["best.pt", "last.pt", "metrics.csv", "results.png"]
+    assert of(events[1], "end")[0]["artifacts"] == []
+    assert [e["epoch"] for e in of(events[0], "rank_zero_only")] == [0, 1]
+    assert of(events[1], "rank_zero_only") == []
+    rows = list(csv.DictReader((runs / "fit" / "metrics.csv").open()))
+    assert [float(r["val/acc"]) for r in rows] == [e["metrics"]["val/acc"] for e in of(events[0], "epoch")]
+    out = stopped_run.proc.stdout
+    assert out.count("Training stopped early") == 1 and out.count("Epoch 1/3") == 1
+
+
+@slow
+def test_a_stop_asked_on_rank_1_only_stops_both_at_the_same_step(stopped_run: Run) -> None:
+    ends = {rank: of(events, "end")[0] for rank, events in stopped_run.events.items()}
+    reason = f"probe asked to stop on rank 1 at step {STOP_STEP}"
+    for end in ends.values():
+        assert end["step"] == STOP_STEP
+        assert end["epochs"] == 2
+        assert end["stop_reason"] == reason
+        assert end["stopped_by"] == "distprobe"
+    assert f"Training stopped early after 2 of 3 epochs ({STOP_STEP} steps" in stopped_run.proc.stdout
+
+
+@slow
+def test_a_two_rank_checkpoint_resumes_in_one_process(stopped_run: Run, tmp_path: Path, capsys) -> None:
+    first = stopped_run.root / "runs" / "fit" / "weights" / "epoch1.pt"  # before the stop
+    assert torch.load(first, weights_only=True)["world_size"] == 2
+    save = tmp_path / "resumed"
+    code = cli.main(["fit", "--resume", str(first), "--epochs", "3", "--save-dir", str(save), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader((save / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    before = of(stopped_run.events[0], "epoch")[0]["metrics"]
+    assert float(rows[0]["val/acc"]) == before["val/acc"]
+    resumed = torch.load(save / "weights" / "last.pt", weights_only=True)
+    assert resumed["world_size"] == 1
+    assert resumed["global_step"] == 23 + 2 * 45  # 23 steps per rank, then 45 single-process steps per epoch
+    assert all(math.isfinite(r["train/loss"]) for r in resumed["history"])
+
+
+# ---------------------------------------------------------------------- failures end every rank
+@slow
+def test_an_exception_on_rank_1_ends_both_processes_quickly_and_clearly(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    proc, took = torchrun(
+        ["-m", "trainhooks", "fit", "--epochs", "3", "-p", "distprobe", "--save-dir", "out"],
+        cwd=tmp_path,
+        env={"DISTPROBE_DIR": str(probe), "DISTPROBE_FAIL_RANK": "1", "DISTPROBE_FAIL_STEP": "10"},
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert took < 60, f"took {took:.0f}s: a rank hung"
+    assert (
+        "trainhooks: error: rank 1 of 2: plugin 'distprobe' failed in hook 'on_train_batch_end': "
+        "RuntimeError: probe failure on rank 1 at step 10" in output
+    ), output
+    events = probe_events(probe)
+    assert all(of(e, "end") == [] for e in events.values()), "no rank may finish training normally"
+    assert "Training finished" not in output
+
+
+@slow
+def test_a_stalled_rank_becomes_a_clear_timeout_error_not_a_hang(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    proc, took = torchrun(
+        ["-m", "trainhooks", "fit", "--epochs", "2", "-p", "distprobe", "--save-dir", "out", "--dist-timeout", "5"],
+        cwd=tmp_path,
+        env={"DISTPROBE_DIR": str(probe), "DISTPROBE_HANG_RANK": "1", "DISTPROBE_HANG_STEP": "5"},
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert took < 60, f"took {took:.0f}s: the timeout did not fire"
+    assert "trainhooks: error: rank 0 of 2 lost contact with the other ranks during the stop agreement" in output
+    assert "(epoch 1, step 5)" in output and "dist_timeout (5s)" in output
+
+
+# ---------------------------------------------------------------------- Trainer in a torchrun script
+@slow
+def test_trainer_script_with_training_step_bf16_resuming_a_one_process_checkpoint(tmp_path: Path) -> None:
+    """A script's Trainer under torchrun: training_step through DDP, bf16 autocast, resume 1 -> 2 ranks."""
+    train, val = tiny_digits(n_train=256, n_val=64, batch_size=16)
+    single = trainhooks.Trainer(
+        StepNet(), epochs=1, precision="bf16", save_dir=tmp_path / "one", default_plugins=False, plugins=["checkpoint"]
+    )
+    single.fit(train, val)
+    checkpoint = tmp_path / "one" / "weights" / "last.pt"
+    out = tmp_path / "seen"
+    proc, _ = torchrun(
+        [*script_args(out, tmp_path / "two"), "--epochs", "3", "--precision", "bf16", "--resume", str(checkpoint)],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)}
+    for rank, s in seen.items():
+        assert (s["rank"], s["world_size"], s["is_global_zero"]) == (rank, 2, rank == 0)
+        assert (s["backend"], s["device"], s["model"]) == ("gloo", "cpu", "DistributedDataParallel")
+        assert s["resumed_epochs"] == 1  # the checkpoint finished epoch 1 of 3
+        assert s["step_dtype"] == "torch.bfloat16"
+        assert s["global_step"] == 16 + 2 * 8  # 16 one-process steps, then 8 per rank per epoch
+        assert s["model_after"] == "StepNet", "fit unwraps the model when it ends"
+        assert s["group_after"] is False, "the process group trainhooks started is destroyed"
+        assert len(s["history"]) == 3 and s["history"][0] == single.history[0]
+        assert all(math.isfinite(h["train/loss"]) for h in s["history"])
+    assert seen[0]["params"] == seen[1]["params"], "training_step must go through DDP so gradients sync"
+    assert seen[0]["history"] == seen[1]["history"]
+    assert seen[0]["artifacts"] == ["best.pt", "last.pt", "metrics.csv"] and seen[1]["artifacts"] == []
+
+
+@slow
+@needs_two_gpus
+def test_nccl_ddp_with_fp16_on_two_gpus(tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    proc, _ = torchrun(
+        [*script_args(out, tmp_path / "two"), "--epochs", "2", "--precision", "16", "--device", "cuda"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)}
+    for rank, s in seen.items():
+        assert (s["backend"], s["device"]) == ("nccl", f"cuda:{rank}")
+        assert s["step_dtype"] == "torch.float16"
+    assert seen[0]["params"] == seen[1]["params"] and seen[0]["history"] == seen[1]["history"]
+    checkpoint = torch.load(tmp_path / "two" / "weights" / "last.pt", weights_only=True)
+    assert checkpoint["grad_scaler"]["scale"] > 0
+
+
+# ---------------------------------------------------------------------- pure helpers
+def test_weighted_means_weight_by_sample_count_and_skip_empty_ranks() -> None:
+    parts = [({"loss": 2.0 * 3, "acc": 1.0 * 3}, 3), ({"loss": 5.0 * 1, "acc": 0.0}, 1), ({}, 0)]
+    assert weighted_means(parts) == {"loss": pytest.approx(11 / 4), "acc": pytest.approx(3 / 4)}
+    # a key only one rank reported is the mean over that rank's samples
+    assert weighted_means([({"a": 4.0}, 2), ({}, 5)]) == {"a": 2.0}
+    assert weighted_means([({}, 0), ({}, 0)]) == {}
+
+
+def test_merge_metrics_keeps_agreed_values_and_averages_the_rest() -> None:
+    merged = merge_metrics(
+        [
+            {"train/loss": 0.1, "lr": 0.01, "mine": 1.0, "only0": 7.0, "nan": float("nan")},
+            {"train/loss": 0.1, "lr": 0.01, "mine": 3.0, "nan": float("nan"), "only1": 5.0},
+        ]
+    )
+    assert list(merged) == ["train/loss", "lr", "mine", "only0", "nan", "only1"]
+    assert merged["train/loss"] == 0.1 and merged["lr"] == 0.01  # identical: untouched, bit for bit
+    assert merged["mine"] == 2.0 and merged["only0"] == 7.0 and merged["only1"] == 5.0
+    assert math.isnan(merged["nan"])
+
+
+def test_shard_sampler_puts_every_sample_on_exactly_one_rank() -> None:
+    shards = [list(ShardSampler(11, rank, 3)) for rank in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(11))
+    assert [len(ShardSampler(11, rank, 3)) for rank in range(3)] == [4, 4, 3]
+
+
+def test_shard_loader_rebuilds_plain_loaders_and_leaves_the_rest() -> None:
+    data = torch.utils.data.TensorDataset(torch.arange(10.0), torch.arange(10))
+
+    def collate(batch: list[Any]) -> Any:
+        return torch.utils.data.default_collate(batch)
+
+    shuffled = torch.utils.data.DataLoader(data, batch_size=3, shuffle=True, collate_fn=collate, drop_last=True)
+    loader, sampler, note = shard_loader(shuffled, rank=1, world_size=2, seed=7, train=True)
+    assert note is None and isinstance(sampler, torch.utils.data.DistributedSampler)
+    assert (sampler.rank, sampler.num_replicas, sampler.shuffle, sampler.seed) == (1, 2, True, 7)
+    assert loader.batch_size == 3 and loader.collate_fn is collate and loader.drop_last is True
+    assert len(loader) == 1  # 5 samples on this rank, batches of 3, drop_last
+    ordered = torch.utils.data.DataLoader(data, batch_size=4)
+    loader, sampler, _ = shard_loader(ordered, rank=1, world_size=2, seed=0, train=True)
+    assert sampler.shuffle is False
+    val, sampler, _ = shard_loader(ordered, rank=1, world_size=2, seed=0, train=False)
+    assert sampler is None and [b[1].tolist() for b in val] == [[1, 3, 5, 7], [9]]
+    mine = torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0)
+    given = torch.utils.data.DataLoader(data, batch_size=2, sampler=mine)
+    assert shard_loader(given, rank=0, world_size=2, seed=0, train=True)[:2] == (given, mine)
+    batches = [(torch.zeros(1), torch.zeros(1))]
+    same, sampler, note = shard_loader(batches, rank=0, world_size=2, seed=0, train=True)
+    assert same is batches and sampler is None and "every rank iterates all of it" in (note or "")
+
+
+def test_unwrap_strips_only_real_wrappers(tmp_path: Path) -> None:
+    class HasModule(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = nn.Linear(2, 2)
+
+    model = HasModule()
+    assert unwrap(model) is model  # a child named "module" is not a wrapper
+    trainer = trainhooks.Trainer(model, loss_fn=nn.MSELoss(), default_plugins=False, save_dir=tmp_path)
+    assert trainer.unwrapped_model is model
+    assert set(trainer.state_checkpoint()["model"]) == {"module.weight", "module.bias"}
+    inner = nn.Linear(2, 2)
+    assert unwrap(nn.DataParallel(inner)) is inner
+
+
+def test_call_through_runs_the_method_via_the_wrapper_and_restores_forward() -> None:
+    calls: list[str] = []
+
+    class Wrapper(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> Any:
+            calls.append("wrapper")
+            return self.inner(*args)
+
+    model = StepNet()
+    wrapper = Wrapper(model)
+    step = call_through(wrapper, model, model.training_step)
+    x, y = torch.zeros(4, 64), torch.zeros(4, dtype=torch.long)
+    loss = step((x, y))
+    assert calls == ["wrapper"] and loss.dim() == 0
+    assert "forward" not in model.__dict__ and model(x).shape == (4, 10)
+
+
+# ---------------------------------------------------------------------- in-process, real gloo group
+def test_single_process_fit_creates_no_process_group(make_trainer, loaders) -> None:
+    trainer = make_trainer(epochs=1)
+    trainer.fit(*loaders)
+    assert not dist.is_initialized() and trainer._dist is None
+    assert type(trainer.model) is nn.Sequential
+
+
+def test_fit_inside_a_caller_owned_group_uses_it_and_leaves_it(make_trainer, loaders, gloo_group) -> None:
+    seen: dict[str, Any] = {}
+    trainer = make_trainer(epochs=2)
+    trainer.add_callback("on_train_start", lambda t: seen.update(model=type(t.model).__name__))
+    trainer.add_callback("should_stop", lambda t: "enough" if t.global_step == 4 else None)
+    result = trainer.fit(*loaders)
+    assert seen["model"] == "DistributedDataParallel"
+    assert type(trainer.model) is nn.Sequential, "the DDP wrapper lives only during fit"
+    assert dist.is_initialized(), "a group the caller created is the caller's to destroy"
+    assert (result.global_step, result.stop_reason, result.epochs_completed) == (4, "enough", 2)
+    assert math.isfinite(result.metrics["train/loss"]) and "val/acc" in result.metrics
+
+
+def test_agreed_stop_with_a_cadence_remembers_the_request(make_trainer, loaders, gloo_group) -> None:
+    trainer = make_trainer(epochs=1, dist_sync_every=2)
+    trainer.num_train_batches = 3
+    run = distributed.DistributedRun(trainer, owns_group=False, sync_every=2)
+    assert run.agree_stop((False, "p"), 0) is None
+    assert run.agree_stop(("tired", "p"), 0) is None  # not a sync point: remembered
+    assert run.agree_stop(None, 1) == ("tired", "p")  # batch 2 of 3 syncs
+    assert run.agree_stop(("late", "q"), 2) == ("late", "q")  # the last batch always syncs
+    assert run.agree_stop((3, "bad"), 0) == (3, "bad")  # wrong types go back for the Trainer's error
+    assert run.agree_stop(("epoch end", "r")) == ("epoch end", "r") and run.stop_rank == 0
+
+
+def test_interrupts_from_outside_the_hooks_are_agreed_too(make_trainer, gloo_group) -> None:
+    """A signal reaches torchrun's workers at different steps: it must stop all at one step too."""
+    trainer = make_trainer(epochs=1)
+    trainer.num_train_batches = 10
+    run = distributed.DistributedRun(trainer, owns_group=False, sync_every=4)
+    assert run.agree_stop(None, 0, interrupt="SIGTERM") is None and run.interrupt is None  # remembered
+    assert run.agree_stop(None, 1) is None and run.interrupt is None
+    assert run.agree_stop(("also", "p"), 3) == ("also", "p") and run.interrupt == "SIGTERM"
+    assert run.agree_stop(None, 7) is None and run.interrupt is None
+    assert run.agree_stop(None, interrupt="SIGINT") is None and run.interrupt == "SIGINT"
+
+
+def test_world_size_without_torchrun_environment_is_a_clear_error(make_trainer, loaders, monkeypatch) -> None:
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    trainer = make_trainer(epochs=1)
+    assert (trainer.rank, trainer.world_size, trainer.is_global_zero) == (1, 2, False)
+    with pytest.raises(trainhooks.DistributedError, match=r"MASTER_ADDR and MASTER_PORT not: start .* with torchrun"):
+        trainer.fit(*loaders)
+    assert not dist.is_initialized()
+
+
+def test_cuda_under_torchrun_means_the_local_rank_device() -> None:
+    cpu = torch.device("cpu")
+    assert distributed.local_device(cpu, 3, 4) == cpu
+    assert distributed.local_device(torch.device("cuda", 1), 0, 2) == torch.device("cuda", 1)
+    if torch.cuda.device_count() >= 2:
+        assert distributed.local_device(torch.device("cuda"), 1, 2) == torch.device("cuda", 1)
+    else:
+        with pytest.raises(trainhooks.ConfigError, match=r"LOCAL_RANK=5 but only \d CUDA device"):
+            distributed.local_device(torch.device("cuda"), 5, 8)
+
+
+def test_distributed_options_are_validated(make_trainer, monkeypatch) -> None:
+    with pytest.raises(trainhooks.ConfigError, match="dist_timeout"):
+        make_trainer(dist_timeout=0)
+    with pytest.raises(trainhooks.ConfigError, match="dist_sync_every"):
+        make_trainer(dist_sync_every=0)
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(trainhooks.ConfigError, match="RANK='one' is not an integer"):
+        make_trainer()
+
+
+def test_cli_errors_name_the_rank_under_torchrun(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert cli.main(["fit", "--task", "nosuchmodule:task"]) == 2
+    assert "trainhooks: error: rank 1 of 2: --task 'nosuchmodule:task': cannot import" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- mixed precision
+def test_precision_names() -> None:
+    assert [parse_precision(v) for v in (32, "32", "fp32", None)] == ["32"] * 4
+    assert [parse_precision(v) for v in ("bf16", "bf16-mixed", 16, "fp16", "16-mixed")] == ["bf16"] * 2 + ["16"] * 3
+    with pytest.raises(trainhooks.ConfigError, match="precision '8' is not one of"):
+        parse_precision("8")
+
+
+def test_bf16_on_cpu_trains_under_autocast(make_trainer) -> None:
+    dtypes: set[torch.dtype] = set()
+    train, val = tiny_digits(n_train=256, n_val=64, batch_size=32)
+    trainer = make_trainer(
+        model=tiny_model(), precision="bf16", epochs=4, optimizer=lambda p: torch.optim.Adam(p, 1e-2)
+    )
+    trainer.add_callback("on_train_batch_end", lambda outputs: dtypes.add(outputs["preds"].dtype))
+    result = trainer.fit(train, val)
+    assert dtypes == {torch.bfloat16}
+    losses = [h["train/loss"] for h in result.history]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] * 0.7
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters()), "weights stay float32"
+    assert "grad_scaler" not in trainer.state_checkpoint(), "bf16 needs no scaler"
+
+
+def test_fp16_scales_the_loss_hooks_see_true_gradients_and_the_scaler_is_checkpointed(make_trainer, tmp_path) -> None:
+    """float16 autocast runs on the CPU too, with torch.amp.GradScaler("cpu"): the CUDA path's logic."""
+    grads: list[float] = []
+    train, val = tiny_digits(n_train=128, n_val=32, batch_size=32)
+    trainer = make_trainer(model=tiny_model(), precision="16", epochs=2, grad_clip_norm=10.0)
+
+    def record(trainer: Any) -> None:
+        grads.append(max(p.grad.abs().max().item() for p in trainer.model.parameters()))
+
+    trainer.add_callback("on_before_optimizer_step", record)
+    result = trainer.fit(train, val)
+    assert math.isfinite(result.metrics["train/loss"])
+    scaler = trainer._amp.scaler
+    assert scaler.get_scale() >= 2.0**10, "the loss is scaled"
+    finite = [g for g in grads if math.isfinite(g)]
+    assert finite and 0 < max(finite) < 10, "hooks must see unscaled gradients"
+    scaler.update(new_scale=1234.0)  # a scale no fresh scaler has, to see it restored
+    path = trainer.save_checkpoint(tmp_path / "amp.pt")
+    assert torch.load(path, weights_only=True)["grad_scaler"]["scale"] == 1234.0
+    fresh = make_trainer(model=tiny_model(), precision="16")
+    assert fresh._amp.scaler.get_scale() != 1234.0
+    fresh.load_checkpoint(path)
+    assert fresh._amp.scaler.get_scale() == 1234.0
+
+
+def test_cli_precision_flag(tmp_path, capsys) -> None:
+    code = cli.main(["fit", "--epochs", "1", "--precision", "bf16", "--save-dir", str(tmp_path / "r"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert torch.load(tmp_path / "r" / "weights" / "last.pt", weights_only=True)["history"][0]["train/loss"] > 0
+
+
+@needs_gpu
+def test_fp16_on_cuda_trains_and_saves_the_grad_scaler(make_trainer, tmp_path) -> None:
+    train, val = tiny_digits(n_train=256, n_val=64, batch_size=32)
+    trainer = make_trainer(model=tiny_model(), precision="16", epochs=2, device="cuda")
+    dtypes: set[torch.dtype] = set()
+    trainer.add_callback("on_train_batch_end", lambda outputs: dtypes.add(outputs["preds"].dtype))
+    result = trainer.fit(train, val)
+    assert dtypes == {torch.float16} and math.isfinite(result.metrics["train/loss"])
+    saved = torch.load(trainer.save_checkpoint(tmp_path / "c.pt"), weights_only=True)
+    assert saved["grad_scaler"]["scale"] == trainer._amp.scaler.get_scale()
