@@ -373,7 +373,7 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
         print(summary_line(result, trainer.epochs))
     if trainer.interrupted:
         last = trainer.save_dir / "weights" / "last.pt"
-        if last.exists():
+        if last.exists() and trainer.is_global_zero:
             print(f"Resume with: trainhooks fit --resume {last}", file=sys.stderr)
         return 130 if trainer.interrupted == "SIGINT" else 143
     return 0

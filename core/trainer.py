@@ -458,6 +458,7 @@ class Trainer:
                 self.num_val_batches = _safe_len(val_data) if val_data is not None else None
             hooks.on_pretrain_routine_end()
             self._first_step = self.global_step
+            self.epoch = start_epoch  # on_train_start sees the first epoch to run
             hooks.on_train_start()
             for epoch in range(start_epoch, self.epochs):
                 self.epoch = epoch
@@ -635,7 +636,8 @@ class Trainer:
         self.interrupted = name
         self.stop_reason = f"interrupted by {name}"
         self.stopped_by = "signal"
-        log.warning("%s received: stopping after epoch %d, step %d", name, self.epoch + 1, self.global_step)
+        if self.is_global_zero:  # under torchrun every rank gets the signal: say it once
+            log.warning("%s received: stopping after epoch %d, step %d", name, self.epoch + 1, self.global_step)
 
     # ------------------------------------------------------------------ signals
     def _install_signal_handlers(self) -> dict[int, Any] | None:
