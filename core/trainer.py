@@ -37,6 +37,7 @@ from torch import nn
 
 from trainhooks import checkpointing
 from trainhooks.callbacks import FunctionCallback
+from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import ConfigError, ExportFormatError, HookError, PluginError
 from trainhooks.host import PluginHost
@@ -131,6 +132,14 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _batch_size(batch: Any) -> int:
+    # Called every step: exact-type checks first (isinstance on torch.Tensor and the Mapping ABC
+    # cost about 0.6 µs together); the general walk below handles everything else.
+    if type(batch) is list or type(batch) is tuple:
+        first = batch[0] if batch else None
+        if type(first) is torch.Tensor:
+            shape = first.shape
+            if shape:
+                return shape[0]
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else 1
     if isinstance(batch, (list, tuple)) and batch:
@@ -175,6 +184,9 @@ class Trainer:
     :param name: run name shown by loggers and notifications (default: ``save_dir``'s name).
     :param profile_hooks: time every plugin's hooks; see :attr:`hook_profile`.
     :param verbose: let plugins print (progress bars, per-epoch lines); ``--quiet`` sets it false.
+    :param fast_data: iterate a ``DataLoader`` over a ``TensorDataset`` by indexing its tensors
+        instead of collating samples one by one; same batches, same order, same random numbers
+        (see :mod:`trainhooks.data`). False uses the DataLoader as given.
     :param plugin_host: an already loaded :class:`~trainhooks.host.PluginHost` (the CLI builds
         one to show plugin options in ``--help``); ``plugins`` names and ``disable`` are then
         ignored, objects are still registered.
@@ -202,6 +214,7 @@ class Trainer:
         profile_hooks: bool = False,
         verbose: bool = True,
         plugin_host: PluginHost | None = None,
+        fast_data: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -223,6 +236,7 @@ class Trainer:
         self.seed = seed
         self.grad_clip_norm = grad_clip_norm
         self.verbose = verbose
+        self.fast_data = fast_data
 
         self.epoch = 0
         self.global_step = 0
@@ -439,7 +453,7 @@ class Trainer:
         self._epoch_record = None
         hooks.on_train_epoch_start()
         self._in_batch_loop = True
-        for batch_idx, batch in enumerate(data):
+        for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
             self.batch_idx = batch_idx
             if move:
                 batch = _to_device(batch, device)
@@ -561,7 +575,7 @@ class Trainer:
         hooks.on_val_start()
         try:
             with torch.inference_mode():
-                for batch_idx, batch in enumerate(data):
+                for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
                     if move:
                         batch = _to_device(batch, device)
                     if self.example_input is None:
@@ -609,7 +623,7 @@ class Trainer:
             model.eval()
             hooks.on_predict_start()
             with torch.inference_mode():
-                for batch_idx, batch in enumerate(data):
+                for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
                     if move:
                         batch = _to_device(batch, device)
                     if self.example_input is None:
