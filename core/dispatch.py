@@ -112,8 +112,12 @@ class HookDispatcher:
         return self.profile
 
     def _dispatch(self, name: str) -> Callable[..., Any]:
-        fn = self.build(name)
-        self.__dict__[name] = fn
+        # Normally reached once per hook until plugins change. A facade method captured before
+        # its first call (``f = hooks.should_stop``) keeps coming here: reuse the built caller.
+        fn: Callable[..., Any] | None = self.__dict__.get(name)
+        if fn is None:
+            fn = self.build(name)
+            self.__dict__[name] = fn
         return fn
 
     def build(self, name: str) -> Callable[..., Any]:

@@ -292,3 +292,12 @@ def test_fit_fires_the_same_hooks_in_the_same_order_as_pluggy(make_trainer, load
         assert groups and all(g == expected for g in groups), hook
     assert len(per_hook["on_train_batch_end"]) == 3 * 2 * len(loaders[0])
     assert [e[1] for e in per_hook["should_stop"]][:3] == expected
+
+
+def test_a_facade_method_captured_early_does_not_rebuild_on_every_call(make_trainer) -> None:
+    trainer = make_trainer(plugins=_rank_plugins([], with_wrapper=False))
+    early = trainer.hooks.should_stop  # the class's method: bound before any caller exists
+    builds = trainer.hooks.builds
+    for _ in range(5):
+        early()
+    assert trainer.hooks.builds == builds + 1
