@@ -128,7 +128,7 @@ def evaluate(all_results: dict[str, dict[str, Timing]]) -> list[Evaluated]:
 
     The verdict uses the whole-epoch ratio (median over rounds of in-round ratios).
     """
-    rows = []
+    rows: list[Evaluated] = []
     for target in TARGETS:
         results = all_results.get(target.workload)
         if not results:

@@ -106,7 +106,8 @@ class TensorBatches:
         # The DataLoader's iterator draws its workers' base seed when it starts, even without
         # workers: make the same draw from the same generator so every later random number matches.
         torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
-        return self._batches(loader.batch_sampler)
+        batch_sampler: Iterable[list[int]] = loader.batch_sampler  # type: ignore[assignment]  # checked: a BatchSampler
+        return self._batches(batch_sampler)
 
     def _batches(self, batch_sampler: Iterable[list[int]]) -> Iterator[list[torch.Tensor]]:
         tensors, subset = self.tensors, self.subset_indices

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import torch
@@ -106,7 +107,7 @@ class _MyLoader(DataLoader):
     [
         (lambda ds: [1, 2, 3], "not a torch DataLoader"),
         (lambda ds: _MyLoader(ds, batch_size=4), "not a torch DataLoader"),
-        (lambda ds: DataLoader(list(zip(*ds.tensors)), batch_size=4), "not a TensorDataset"),
+        (lambda ds: DataLoader(list(zip(*ds.tensors)), batch_size=4), "not a TensorDataset"),  # type: ignore[arg-type]
         (lambda ds: DataLoader(ds, batch_size=4, collate_fn=_collate), "custom collate_fn"),
         (lambda ds: DataLoader(ds, batch_size=4, num_workers=1), "num_workers"),
         (lambda ds: DataLoader(ds, batch_size=None), "automatic batching is off"),
@@ -126,7 +127,7 @@ def test_falls_back_to_the_data_as_given(make, reason: str | None) -> None:
     assert fast_batches(data, enabled=False) is data
 
 
-def _fit(fast: bool, tmp_path, **kwargs) -> tuple[trainhooks.Trainer, object, HookRecorder]:
+def _fit(fast: bool, tmp_path, **kwargs) -> tuple[trainhooks.Trainer, tuple[Any, Any, torch.Tensor], Any]:
     random.seed(0)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(5)
