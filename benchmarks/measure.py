@@ -5,7 +5,9 @@ Why this shape:
 * The machine is shared and its speed drifts (other processes, frequency, caches). Running the
   loops in lock-step, one epoch each in turn (see :func:`lockstep`), makes neighbours in time
   of the epochs compared, and the median over rounds ignores the rounds a disturbance hit.
-* Peak RSS only grows within a process, so each loop's peak is taken in a fresh process.
+* Each loop runs in its own fresh process, as a user would run it (its own allocator, garbage,
+  OpenMP team); peak RSS only grows within a process, so that is also where each loop's peak
+  is taken.
 * Start-up costs (imports, plugin discovery) are paid once per process, so they are measured
   from fresh processes too, against ``python -c pass`` and ``import torch``.
 """
@@ -13,7 +15,7 @@ Why this shape:
 from __future__ import annotations
 
 import gc
-import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -24,9 +26,11 @@ import tempfile
 import textwrap
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.loops import LOOPS_BY_KEY, EpochClock, Loop, quiet
 from benchmarks.workloads import WORKLOADS, Workload
@@ -77,7 +81,7 @@ class Timing:
 
 
 class _Turn:
-    """The baton one loop's thread holds while it runs an epoch (see :func:`lockstep`)."""
+    """The baton between the scheduler and one loop running in a thread of this process."""
 
     def __init__(self) -> None:
         self.go = threading.Event()
@@ -94,10 +98,136 @@ class _Turn:
         self.finished = True
         self.back.set()
 
-    def run_epoch(self) -> None:  # called by the scheduler
-        self.back.clear()
-        self.go.set()
-        self.back.wait()
+
+class _ThreadRunner:
+    """A loop in a thread of this process: cheap to start, fine with one torch thread.
+
+    With more torch threads it is not: every Python thread that runs torch code gets its own
+    OpenMP team, and the idle teams slow the active one down (2-3x on 2 cores).
+    """
+
+    def __init__(self, loop: Loop, wl: Workload, total: int) -> None:
+        self.key = loop.key
+        self.turn = _Turn()
+        self.clock = EpochClock(turn=self.turn)
+
+        def body() -> None:
+            try:
+                loop.run(wl, total, self.clock)
+            except BaseException as exc:
+                self.turn.error = exc
+                self.turn.finish()
+
+        self.thread = threading.Thread(target=body, name=f"bench-{loop.key}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.turn.back.wait()  # set-up done, waiting for its first epoch
+        self._check("set-up")
+
+    def run_epoch(self) -> bool:
+        """Run one epoch (or, after the last, the end of training); True once training has ended."""
+        if self.turn.finished:
+            return True
+        self.turn.back.clear()
+        self.turn.go.set()
+        self.turn.back.wait()
+        self._check("an epoch")
+        return self.turn.finished
+
+    def _check(self, where: str) -> None:
+        if self.turn.error is not None:
+            raise RuntimeError(f"{self.key} failed in {where}") from self.turn.error
+
+    def result(self) -> tuple[list[tuple[float, float]], float | None]:
+        return self.clock.per_epoch(), None
+
+    def close(self) -> None:
+        self.turn.go.set()
+        self.thread.join(timeout=60)
+
+
+class _PipeTurn:
+    """The baton in a loop's own process: messages over a pipe to the scheduler."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def wait_for_turn(self) -> None:
+        self.conn.send(("back",))
+        self.conn.recv()
+
+    def finish(self) -> None:
+        self.conn.send(("done",))
+
+
+def _peak_rss_mib() -> float | None:
+    """VmHWM: the peak resident memory of this process image. (``ru_maxrss`` would report at
+    least the parent's size: Linux carries it over fork and exec.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024.0
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _child_main(key: str, wl_name: str, total: int, conn: Any) -> None:
+    """Entry point of a loop's process (see :class:`_ProcessRunner`)."""
+    try:
+        with quiet():
+            wl = WORKLOADS[wl_name]
+            wl.apply_threads()
+            clock = EpochClock(turn=_PipeTurn(conn))
+            LOOPS_BY_KEY[key].run(wl, total, clock)
+        conn.send(("result", clock.per_epoch(), _peak_rss_mib()))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class _ProcessRunner:
+    """A loop in its own fresh process, as a user would run it: its own interpreter, allocator,
+    garbage and OpenMP team. The process's peak RSS comes back with the timings."""
+
+    def __init__(self, loop: Loop, wl: Workload, total: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.key = loop.key
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_child_main, args=(loop.key, wl.name, total, child), name=f"bench-{loop.key}")
+        self.finished = False
+
+    def start(self) -> None:
+        self.proc.start()
+
+    def wait_ready(self) -> None:
+        self._receive("set-up")
+
+    def run_epoch(self) -> bool:
+        if self.finished:
+            return True
+        self.conn.send(("go",))
+        return self._receive("an epoch")
+
+    def _receive(self, where: str) -> bool:
+        msg = self.conn.recv()
+        if msg[0] == "error":
+            raise RuntimeError(f"{self.key} failed in {where}:\n{msg[1]}")
+        self.finished = msg[0] == "done"
+        return self.finished
+
+    def result(self) -> tuple[list[tuple[float, float]], float | None]:
+        msg = self.conn.recv()
+        if msg[0] == "error":
+            raise RuntimeError(f"{self.key} failed at the end:\n{msg[1]}")
+        return msg[1], msg[2]
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.join(timeout=30)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
 
 
 def _settle() -> None:
@@ -113,16 +243,20 @@ def lockstep(
     *,
     rounds: int,
     warmup: int = 1,
+    isolate: bool = False,
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Timing]:
     """Train with every loop at once, one epoch each in turn: A B C, C A B, B C A ...
 
-    Each loop runs in its own thread, blocked except during its turn, so only one trains at a
-    time (torch's intra-op threads are the workload's). A round is one epoch of every loop, run
-    back to back, so the loops of a round see the same machine; the first ``warmup`` epochs of
-    each loop are not counted. Set-up (model, Trainer) happens before the first turn and is not
-    timed. The order is shuffled every round (seeded): a loop that leaves work behind (garbage,
-    dirty pages) would otherwise always slow down the same neighbour.
+    Only one loop trains at a time; the others wait for their turn. A round is one epoch of every
+    loop, run back to back, so the loops of a round see the same machine; the first ``warmup``
+    epochs of each loop are not counted. Set-up (model, Trainer) happens before the first turn
+    and is not timed. The order is shuffled every round (seeded): a loop that leaves work behind
+    (garbage, dirty pages) would otherwise always slow down the same neighbour.
+
+    ``isolate``: each loop in its own fresh process (the real measurement; also gives each
+    loop's peak RSS), else in threads of this process (quick, and only faithful with one torch
+    thread). Loops in processes must be in ``LOOPS_BY_KEY``.
     """
     results = {loop.key: Timing(loop.key, loop.label, loop.data_path) for loop in loops}
     runnable = []
@@ -133,75 +267,62 @@ def lockstep(
         else:
             runnable.append(loop)
     with quiet():
-        return _lockstep(runnable, results, wl, rounds, warmup, progress)
+        _lockstep(runnable, results, wl, rounds, warmup, isolate, progress)
+    return results
 
 
 def _lockstep(
-    runnable: Sequence[Loop],
+    loops: Sequence[Loop],
     results: dict[str, Timing],
     wl: Workload,
     rounds: int,
     warmup: int,
+    isolate: bool,
     progress: Callable[[str], None],
-) -> dict[str, Timing]:
+) -> None:
     wl.apply_threads()
-    gc.collect()
     total = warmup + rounds
-    clocks: dict[str, EpochClock] = {}
-    turns: dict[str, _Turn] = {}
-    threads: list[threading.Thread] = []
-    for loop in runnable:
-        turn = _Turn()
-        clock = EpochClock(turn=turn)
-
-        def body(loop: Loop = loop, clock: EpochClock = clock, turn: _Turn = turn) -> None:
-            try:
-                loop.run(wl, total, clock)
-            except BaseException as exc:
-                turn.error = exc
-                turn.finish()
-
-        thread = threading.Thread(target=body, name=f"bench-{loop.key}", daemon=True)
-        clocks[loop.key], turns[loop.key] = clock, turn
-        thread.start()
-        turn.back.wait()  # set-up done, waiting for its first epoch
-        threads.append(thread)
-    gc.collect()
-    gc.freeze()  # set-up objects (Lightning's included) are never traversed by later collections
-    order = list(runnable)
-    shuffler = random.Random(0)
+    runners: dict[str, _ThreadRunner | _ProcessRunner] = {}
     try:
+        if isolate:
+            procs = {loop.key: _ProcessRunner(loop, wl, total) for loop in loops}
+            runners.update(procs)
+            for runner in procs.values():  # all start together; set-up is not timed
+                runner.start()
+            for runner in procs.values():
+                runner.wait_ready()
+        else:
+            for loop in loops:
+                thread_runner = _ThreadRunner(loop, wl, total)
+                runners[loop.key] = thread_runner
+                thread_runner.start()
+        gc.collect()
+        gc.freeze()  # set-up objects (Lightning's included) are never traversed by later collections
+        order = list(loops)
+        shuffler = random.Random(0)
         for r in range(total):
             shuffler.shuffle(order)
             for loop in order:
                 _settle()
-                turn = turns[loop.key]
-                if turn.finished:
-                    raise RuntimeError(f"{loop.key} ended before epoch {r + 1}") from turn.error
-                turn.run_epoch()
-                if turn.error is not None:
-                    raise RuntimeError(f"{loop.key} failed in epoch {r + 1}") from turn.error
+                ended = runners[loop.key].run_epoch()  # the last epoch's turn ends with training
+                if ended != (r == total - 1):
+                    raise RuntimeError(f"{loop.key} trained {'fewer' if ended else 'more'} than {total} epochs")
             if r >= warmup:
                 progress(f"{wl.name}: round {r + 1 - warmup}/{rounds}")
-        for loop in runnable:  # let each finish (done() stamps the end of the last epoch)
-            turn = turns[loop.key]
-            if not turn.finished:
-                turn.run_epoch()
-            if turn.error is not None:
-                raise RuntimeError(f"{loop.key} failed at the end") from turn.error
+        steps = wl.steps_per_epoch()
+        for loop in loops:
+            runner = runners[loop.key]
+            per_epoch, rss = runner.result()
+            timing = results[loop.key]
+            timing.rss_mib = rss
+            for whole, inside in per_epoch[warmup:]:
+                timing.whole.append(whole / steps * 1e6)
+                timing.steps.append(inside / steps * 1e6)
     finally:
-        for loop in runnable:
-            turns[loop.key].go.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        for runner in runners.values():
+            runner.close()
         gc.unfreeze()
         wl.apply_threads()
-    steps = wl.steps_per_epoch()
-    for loop in runnable:
-        for whole, inside in clocks[loop.key].per_epoch()[warmup:]:
-            results[loop.key].whole.append(whole / steps * 1e6)
-            results[loop.key].steps.append(inside / steps * 1e6)
-    return results
 
 
 # ---------------------------------------------------------------------- fresh processes
@@ -210,34 +331,6 @@ def _python_env(extra_path: Sequence[str] = ()) -> dict[str, str]:
     parts = [str(ROOT), *extra_path]
     env["PYTHONPATH"] = os.pathsep.join(parts)
     return env
-
-
-def peak_rss_mib(loop: Loop, wl: Workload, epochs: int = 2) -> float | None:
-    """Peak resident memory of a fresh process that trains ``epochs`` epochs with ``loop``."""
-    if loop.missing() or not os.path.exists("/proc/self/status"):
-        return None
-    code = textwrap.dedent(
-        f"""
-        import json
-        from benchmarks.loops import LOOPS_BY_KEY, EpochClock
-        from benchmarks.workloads import WORKLOADS
-        wl = WORKLOADS[{wl.name!r}]
-        wl.apply_threads()
-        LOOPS_BY_KEY[{loop.key!r}].run(wl, {epochs}, EpochClock())
-        # VmHWM: the peak of this process image. (ru_maxrss would report at least the parent's
-        # size: Linux carries it over fork and exec.)
-        with open("/proc/self/status") as fh:
-            kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-        print(json.dumps(kib))
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=_python_env(), cwd=ROOT, timeout=600
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"peak RSS run of {loop.key} failed:\n{proc.stderr[-2000:]}")
-    kib = json.loads(proc.stdout.strip().splitlines()[-1])
-    return float(kib) / 1024.0
 
 
 FIRST_STEP = {

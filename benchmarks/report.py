@@ -179,17 +179,17 @@ def render(
     out += notes
     out += ["", "## Time per training step", ""]
     out += [
-        "Every loop trains the same model on the same data from the same seeds. All loops run in one "
-        "process, each in its own thread, taking turns one epoch at a time (a round is one epoch of each "
-        "loop, in an order shuffled every round), so every round's epochs see the same machine; the first epoch of "
+        "Every loop trains the same model on the same data from the same seeds, each in its own fresh "
+        "process; they take turns one epoch at a time (a round is one epoch of each loop, in an order "
+        "shuffled every round), so every round's epochs see the same machine; the first epoch of "
         "each loop is a warm-up and is not counted. *µs/step* is an epoch's wall time divided by its "
         "steps, over whole epochs: per-epoch work (the engine's metric conversion, the default plugins' "
         "checkpoint and CSV row, Lightning's checkpoint) is included; set-up and end-of-training work "
         "(plots) are not. Ratios are medians over rounds of the ratio within the round. *Steps only* "
         "leaves out the plugins' per-epoch work (timed to the end of the epoch's steps); *best epochs* "
         "compares each loop's fastest epoch (the least disturbed one), another estimate on a busy machine. Between turns (untimed) dirty "
-        "file pages are written out, so no loop pays for another's write-back. Peak RSS (VmHWM) is "
-        "measured in a fresh process per loop (2 epochs).",
+        "file pages are written out, so no loop pays for another's write-back. Peak RSS (VmHWM) is that "
+        "of each loop's process.",
         "",
         f"`{NOOP_PLUGINS} no-op plugins` implement all {len(PER_STEP_HOOKS)} per-step hooks "
         f"({', '.join(PER_STEP_HOOKS)}), taking every argument; `default plugins` are "

@@ -6,14 +6,13 @@ micro-benchmarks, time to first step and ``trainhooks plugins`` start-up with 50
 prints the tables and writes ``benchmarks/RESULTS.md``. Lightning and Ignite are optional
 (``pip install -e '.[bench]'``); missing ones are reported as skipped.
 
-``--quick`` is a smoke run (a few seconds, no fresh processes): it checks that everything works,
-not how fast it is.
+``--quick`` is a smoke run (a few seconds, loops in threads of one process, no fresh processes):
+it checks that everything works, not how fast it is.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import sys
 import time
@@ -34,12 +33,16 @@ ROUNDS = {"tiny": 60, "small": 25}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of tiny, no fresh processes")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of tiny, loops in threads")
     parser.add_argument("--rounds", type=int, help="measured epochs per loop (default: tiny 40, small 15)")
     parser.add_argument("--workloads", default="tiny,small", help="comma-separated: tiny, small")
     parser.add_argument("--loops", help=f"comma-separated subset of: {', '.join(LOOPS_BY_KEY)}")
     parser.add_argument("--no-peers", action="store_true", help="leave out Lightning and Ignite even if installed")
-    parser.add_argument("--no-processes", action="store_true", help="skip peak RSS, first step and start-up")
+    parser.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="run the loops in threads of one process (one torch thread only), skip peak RSS, first step, start-up",
+    )
     parser.add_argument("--repeats", type=int, help="fresh-process repetitions (default 5; --quick: 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write (default: %(default)s)")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -105,21 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         wl = WORKLOADS[name]
         rounds = args.rounds or ROUNDS[name]
         say(f"[{time.time() - started:5.0f}s] {name}: {len(loops)} loops x {rounds} rounds ...", flush=True)
-        all_results[name] = measure.lockstep(loops, wl, rounds=rounds, progress=lambda m: None)
+        all_results[name] = measure.lockstep(
+            loops, wl, rounds=rounds, isolate=not args.no_processes, progress=lambda m: None
+        )
 
     micro = None
     first_step = None
     startup = None
     repeats = args.repeats or (1 if args.quick else 5)
     if not args.no_processes:
-        say(f"[{time.time() - started:5.0f}s] peak RSS (fresh processes) ...", flush=True)
-        jobs: list[tuple[str, str]] = [
-            (name, loop.key) for name in names for loop in loops if not all_results[name][loop.key].skipped
-        ]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            futures = {job: pool.submit(measure.peak_rss_mib, LOOPS_BY_KEY[job[1]], WORKLOADS[job[0]]) for job in jobs}
-        for (name, key), future in futures.items():
-            all_results[name][key].rss_mib = future.result()
         say(f"[{time.time() - started:5.0f}s] dispatch micro-benchmarks ...", flush=True)
         micro = measure_micro()
         say(f"[{time.time() - started:5.0f}s] time to first step ...", flush=True)
