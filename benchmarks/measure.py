@@ -287,10 +287,10 @@ def _lockstep(
         if isolate:
             procs = {loop.key: _ProcessRunner(loop, wl, total) for loop in loops}
             runners.update(procs)
-            for runner in procs.values():  # all start together; set-up is not timed
-                runner.start()
-            for runner in procs.values():
-                runner.wait_ready()
+            for proc in procs.values():  # all start together; set-up is not timed
+                proc.start()
+            for proc in procs.values():
+                proc.wait_ready()
         else:
             for loop in loops:
                 thread_runner = _ThreadRunner(loop, wl, total)
@@ -311,16 +311,15 @@ def _lockstep(
                 progress(f"{wl.name}: round {r + 1 - warmup}/{rounds}")
         steps = wl.steps_per_epoch()
         for loop in loops:
-            runner = runners[loop.key]
-            per_epoch, rss = runner.result()
+            per_epoch, rss = runners[loop.key].result()
             timing = results[loop.key]
             timing.rss_mib = rss
             for whole, inside in per_epoch[warmup:]:
                 timing.whole.append(whole / steps * 1e6)
                 timing.steps.append(inside / steps * 1e6)
     finally:
-        for runner in runners.values():
-            runner.close()
+        for any_runner in runners.values():
+            any_runner.close()
         gc.unfreeze()
         wl.apply_threads()
 
