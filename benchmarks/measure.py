@@ -423,7 +423,9 @@ def time_to_first_step(repeats: int, peers: bool = True) -> dict[str, list[float
         else:
             runnable.append(name)
             results[name] = []
+    shuffler = random.Random(1)
     for _ in range(repeats):
+        shuffler.shuffle(runnable)  # no framework always runs right after another
         for name in runnable:
             code = _REPORT + textwrap.dedent(FIRST_STEP[name])
             value = _run_fresh([sys.executable, "-c", code], marker="FIRST_STEP")

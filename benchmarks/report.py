@@ -167,6 +167,7 @@ def render(
     startup: dict[str, list[float]] | None,
     notes: list[str],
     command: str,
+    isolated: bool = True,
 ) -> str:
     """The whole RESULTS.md."""
     out = ["# trainhooks benchmark results", "", f"Produced by `{command}`. Do not edit by hand; re-run it.", ""]
@@ -179,8 +180,9 @@ def render(
     out += notes
     out += ["", "## Time per training step", ""]
     out += [
-        "Every loop trains the same model on the same data from the same seeds, each in its own fresh "
-        "process; they take turns one epoch at a time (a round is one epoch of each loop, in an order "
+        "Every loop trains the same model on the same data from the same seeds, "
+        + ("each in its own fresh process" if isolated else "each in a thread of one process (`--no-processes`)")
+        + "; they take turns one epoch at a time (a round is one epoch of each loop, in an order "
         "shuffled every round), so every round's epochs see the same machine; the first epoch of "
         "each loop is a warm-up and is not counted. *µs/step* is an epoch's wall time divided by its "
         "steps, over whole epochs: per-epoch work (the engine's metric conversion, the default plugins' "

@@ -28,7 +28,7 @@ from benchmarks.measure import Timing
 from benchmarks.workloads import WORKLOADS
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
-ROUNDS = {"tiny": 60, "small": 25}
+ROUNDS = {"tiny": 60, "small": 40}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +75,15 @@ def _notes(all_results: dict[str, dict[str, Timing]], disturbed: bool, quick: bo
             "- The machine was busy (load average above 1 per core before or after the run): "
             "absolute times are inflated and noisier; ratios within a round remain comparable."
         )
+    for name, results in all_results.items():
+        for key in ("th-default-dl", "th-default"):
+            t = results.get(key)
+            if t and t.whole and t.steps:
+                per_epoch_ms = (t.median - t.steps_median) * WORKLOADS[name].steps_per_epoch() / 1000
+                notes.append(
+                    f"- `{name}`, {t.label} ({t.data_path}): per-epoch work outside the steps (checkpoint, "
+                    f"CSV row, end-of-epoch hooks) took {per_epoch_ms:.1f} ms per epoch (median)."
+                )
     notes += [
         "- *Whole epochs* is the headline number. The default plugin set saves `weights/last.pt` "
         "every epoch, atomically and crash-safe (temporary file, fsync, rename, directory fsync): "
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"[{time.time() - started:5.0f}s] dispatch micro-benchmarks ...", flush=True)
         micro = measure_micro()
         say(f"[{time.time() - started:5.0f}s] time to first step ...", flush=True)
-        first_step = measure.time_to_first_step(max(1, min(repeats, 3)), peers=not args.no_peers)
+        first_step = measure.time_to_first_step(max(1, min(repeats, 4)), peers=not args.no_peers)
         say(f"[{time.time() - started:5.0f}s] start-up with 50 dummy plugins ...", flush=True)
         startup = measure.startup_times(repeats)
     elif not args.quick:
@@ -134,7 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     disturbed = max(load, start_load) > cores
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report.render(
-        env, all_results, micro, first_step, startup, _notes(all_results, disturbed, args.quick), command.strip()
+        env,
+        all_results,
+        micro,
+        first_step,
+        startup,
+        _notes(all_results, disturbed, args.quick),
+        command.strip(),
+        isolated=not args.no_processes,
     )
     print(text)
     if not args.no_write:

@@ -21,6 +21,7 @@ def test_quick_run_prints_every_table_and_skips_missing_peers(capsys, tmp_path: 
         assert LOOPS_BY_KEY[key].label in text
     assert "| tiny | no plugins within 3% of the plain loop (DataLoader) | 1.03 |" in text
     assert "python " in text and "torch" in text and "--quick` smoke run" in text
+    assert "each in a thread of one process" in text
 
 
 def test_a_missing_framework_is_reported_as_skipped() -> None:
