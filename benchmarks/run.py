@@ -75,6 +75,16 @@ def _notes(all_results: dict[str, dict[str, Timing]], disturbed: bool, quick: bo
             "- The machine was busy (load average above 1 per core before or after the run): "
             "absolute times are inflated and noisier; ratios within a round remain comparable."
         )
+    tiny, small = all_results.get("tiny"), all_results.get("small")
+    if tiny and small:
+        for key, ref in (("th-bare-dl", "plain-dl"), ("th-bare", "plain-fast"), ("th-noop-dl", "plain-dl")):
+            t, r, s = tiny.get(key), tiny.get(ref), small.get(ref)
+            if t and r and s and t.whole and r.whole and s.whole:
+                extra = t.low - r.low  # best epochs: the least disturbed estimate of a fixed cost
+                notes.append(
+                    f"- Cross-check: {t.label} ({t.data_path}) costs {extra:.1f} µs/step more than the plain loop on "
+                    f"`tiny` (best epochs); the same fixed cost is {100 * extra / s.low:.1f}% of a `small` step."
+                )
     for name, results in all_results.items():
         for key in ("th-default-dl", "th-default"):
             t = results.get(key)
