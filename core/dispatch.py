@@ -10,6 +10,7 @@ generated once from the hook's current implementations and rebuilt when plugins 
   Each call sits in its own ``try`` block, free on Python 3.11+ until something raises, so an
   exception is re-raised as :class:`~trainhooks.HookError` naming plugin and hook;
 * wrappers, hookwrappers or pluggy tracing installed: pluggy's own caller (same semantics);
+  under ``--profile-hooks`` such a hook is timed as one row naming all its plugins;
 * rank-zero-only implementations are left out on other ranks.
 
 The result matches pluggy's calling: same functions, same order, same arguments; non-firstresult
@@ -82,6 +83,11 @@ class HookProfile:
         return sorted(self.stats.values(), key=lambda s: s.total_ns, reverse=True)
 
 
+def _group_name(impls: list[pluggy.HookImpl]) -> str:
+    """Profile row name for plugins timed together (a hook with wrappers runs as one pluggy call)."""
+    return "+".join(dict.fromkeys(i.plugin_name for i in impls)) + " (wrapped)"
+
+
 class HookDispatcher:
     """``trainer.hooks``: one typed method per hook, each replaced by a generated caller on first use."""
 
@@ -106,8 +112,12 @@ class HookDispatcher:
         return self.profile
 
     def _dispatch(self, name: str) -> Callable[..., Any]:
-        fn = self.build(name)
-        self.__dict__[name] = fn
+        # Normally reached once per hook until plugins change. A facade method captured before
+        # its first call (``f = hooks.should_stop``) keeps coming here: reuse the built caller.
+        fn: Callable[..., Any] | None = self.__dict__.get(name)
+        if fn is None:
+            fn = self.build(name)
+            self.__dict__[name] = fn
         return fn
 
     def build(self, name: str) -> Callable[..., Any]:
@@ -130,7 +140,10 @@ class HookDispatcher:
         if wrapped or traced:
             removed = [i.plugin for i in all_impls if i not in impls]
             sub = self._host.subset_hook_caller(name, removed) if removed else caller
-            return self._pluggy_caller(sub, name, args, firstresult, collect)
+            call = self._pluggy_caller(sub, name, args, firstresult, collect)
+            if self.profile is not None and impls:
+                call = self._timed(call, self.profile.slot(_group_name(impls), name))
+            return call
         if not impls:
             return _collect_noop if collect else _noop
         return self._generate(name, impls, args, firstresult, collect)
@@ -219,6 +232,21 @@ class HookDispatcher:
             return result if collect else None
 
         return call
+
+    @staticmethod
+    def _timed(call: Callable[..., Any], slot: HookStats) -> Callable[..., Any]:
+        """Profile a hook that runs through pluggy's caller: its plugins are timed together."""
+        clock = time.perf_counter_ns
+
+        def timed(*values: Any) -> Any:
+            started = clock()
+            try:
+                return call(*values)
+            finally:
+                slot.total_ns += clock() - started
+                slot.calls += 1
+
+        return timed
 
     def _historic(self, caller: Any, name: str) -> Callable[..., Any]:
         trainer = self._trainer

@@ -1,0 +1,1 @@
+"""trainhooks' benchmark suite: ``python benchmarks/run.py`` (see benchmarks/README.md)."""
