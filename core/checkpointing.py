@@ -9,7 +9,8 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
       "epoch_completed": bool,  # False for a checkpoint taken mid-epoch
       "global_step": int, "metrics": {name: float}, "history": [{name: float}, ...],
       "stop_reason": str | None, "stopped_by": str | None,
-      "rng": {"python": ..., "numpy": ..., "torch": tensor, "cuda": [tensor], "loader": tensor | None},
+      "rng": {"python": (version, tensor, gauss), "numpy": {...}, "torch": tensor, "cuda": [tensor],
+              "loader": tensor | None},
       "progress": None | {"batches_done": int,       # mid-epoch checkpoints: where to resume
                            "losses": tensor, "sizes": [int],   # the epoch's losses so far
                            "rng_epoch_start": {... as "rng" ...}},
@@ -18,10 +19,15 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
     }
 
 Everything is a tensor, number, string, list, tuple or dict, so ``torch.load(weights_only=True)``
-reads it without running any pickled code (NumPy's generator state is stored as a tensor).
+reads it without running any pickled code. Python's and NumPy's generator states are stored as
+int64 tensors: a tuple of 625 ints costs a pickle call each, a tensor one; older checkpoints that
+hold the tuple still load.
 
 Writes go to a temporary file in the same directory, are flushed and fsynced, then renamed
-over the target: a crash mid-write leaves the previous file intact.
+over the target: a crash mid-write leaves the previous file intact. When the same checkpoint is
+wanted under several names (``last.pt`` and ``best.pt`` of an improving epoch) it is serialised
+once and the file copied (by the kernel, never through Python memory): each copy is its own file,
+so rewriting one in place can never change the other, as a hard link would.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,25 +56,24 @@ def capture_rng(loader_generator: torch.Generator | None = None) -> dict[str, An
     DataLoader sampler's own generator when it has one."""
     import random
 
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": random.getstate(),
+        # via NumPy: half the time of torch.tensor(list of 625 ints)
+        "python": (version, torch.from_numpy(np.array(internal, dtype=np.int64)), gauss),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
         "loader": loader_generator.get_state() if loader_generator is not None else None,
     }
-    try:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
-        state["numpy"] = {
-            "name": str(name),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        }
-    except ImportError:  # pragma: no cover
-        state["numpy"] = None
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    state["numpy"] = {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
     return state
 
 
@@ -76,7 +83,9 @@ def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None 
 
     if state.get("python") is not None:
         version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
+        if isinstance(internal, torch.Tensor):
+            internal = internal.tolist()
+        random.setstate((version, tuple(int(v) for v in internal), gauss))
     if state.get("torch") is not None:
         torch.set_rng_state(state["torch"])
     cuda = state.get("cuda") or []
@@ -99,18 +108,16 @@ def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None 
         )
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+def atomic_save(obj: Any, path: str | os.PathLike[str], *, also: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """``torch.save`` to ``path`` via temp file + fsync + rename; returns the path.
 
+    :param also: more paths that get the same checkpoint: serialised once, then each is an
+        atomic copy of ``path`` (temp file + fsync + rename too).
     :raises CheckpointError: the directory is not writable or the disk is full; the previous
-        file at ``path`` (if any) is untouched and no temp file is left behind.
+        file at each path (if any) is untouched and no temp file is left behind.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+    fd, tmp = _temp_beside(path)
     sink: _RecordingWriter | None = None
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -120,23 +127,64 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         # torch reports a failed write (disk full, file too large) as an opaque RuntimeError:
         # name the operating system's error instead.
         cause = sink.error if sink is not None and sink.error is not None else exc
         if isinstance(exc, (OSError, RuntimeError)):
-            reason = (
-                f"{cause.strerror} (errno {cause.errno})"
-                if isinstance(cause, OSError) and cause.strerror
-                else str(cause)
-            )
-            raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the previous file is unchanged") from exc
+            raise _write_error(path, cause) from exc
         raise
-    _fsync_dir(path.parent)
+    directories = {path.parent}
+    try:
+        for other in also:
+            other = Path(other)
+            if other != path:
+                directories.add(other.parent)
+                _atomic_copy(path, other)
+    finally:
+        for directory in directories:
+            _fsync_dir(directory)
     return path
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file next to ``path`` (same file system, so the rename is atomic)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically (temp file + fsync + rename)."""
+    fd, tmp = _temp_beside(target)
+    try:
+        os.close(fd)
+        shutil.copyfile(source, tmp)  # sendfile on Linux: the bytes never pass through Python
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        _discard(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(target, exc) from exc
+        raise
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _write_error(path: Path, cause: BaseException) -> CheckpointError:
+    reason = f"{cause.strerror} (errno {cause.errno})" if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return CheckpointError(f"cannot write checkpoint {path}: {reason}; the previous file is unchanged")
 
 
 class _RecordingWriter:

@@ -923,13 +923,26 @@ class Trainer:
             self.hooks.on_save_checkpoint(checkpoint)
         return checkpoint
 
-    def save_checkpoint(self, path: str | os.PathLike[str], *, epoch_completed: bool | None = None) -> Path:
-        """Write a checkpoint atomically and fire ``on_model_save``; returns the path.
+    def save_checkpoint(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        epoch_completed: bool | None = None,
+        also: Sequence[str | os.PathLike[str]] = (),
+    ) -> Path:
+        """Write a checkpoint atomically and fire ``on_model_save`` for each file; returns ``path``.
 
+        :param also: more paths for the same checkpoint (``best.pt`` in an epoch that also
+            writes ``last.pt``): built and serialised once, then copied, so ``on_save_checkpoint``
+            fires once and ``on_model_save`` once per file.
         :raises CheckpointError: the file cannot be written (the previous one is kept).
         """
-        written = checkpointing.atomic_save(self.state_checkpoint(epoch_completed=epoch_completed), path)
+        others = [Path(p) for p in also]
+        written = checkpointing.atomic_save(self.state_checkpoint(epoch_completed=epoch_completed), path, also=others)
         self.hooks.on_model_save(written)
+        for other in others:
+            if other != written:
+                self.hooks.on_model_save(other)
         return written
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -115,11 +115,16 @@ class ModelCheckpoint(trainhooks.Callback):
             return
         value = self._read(trainer)
         improved = value is not None and self.monitor.update(value, trainer.epoch)
-        trainer.log_artifact("last.pt", trainer.save_checkpoint(weights / "last.pt"))
+        last, best = weights / "last.pt", weights / "best.pt"
+        also = [best] if improved else []
+        top_k_file = self._update_top_k(trainer, weights, value) if value is not None else None
+        if top_k_file is not None:
+            also.append(top_k_file)
+        # One checkpoint, serialised once, copied to best.pt / epochN.pt when those are due too.
+        trainer.save_checkpoint(last, also=also)
+        trainer.log_artifact("last.pt", last)
         if improved:
-            trainer.log_artifact("best.pt", trainer.save_checkpoint(weights / "best.pt"))
-        if value is not None and (self.save_top_k > 1 or self.save_top_k == -1):
-            self._keep_top_k(trainer, weights, value)
+            trainer.log_artifact("best.pt", best)
 
     def _read(self, trainer: trainhooks.Trainer) -> float | None:
         if self.monitor.metric in trainer.metrics:
@@ -134,18 +139,18 @@ class ModelCheckpoint(trainhooks.Callback):
             )
         return None
 
-    def _keep_top_k(self, trainer: trainhooks.Trainer, weights: Path, value: float) -> None:
-        if math.isnan(value):
-            return
+    def _update_top_k(self, trainer: trainhooks.Trainer, weights: Path, value: float) -> Path | None:
+        """Rank this epoch among the top k; delete files that fell out; the file to write, if any."""
+        if not (self.save_top_k > 1 or self.save_top_k == -1) or math.isnan(value):
+            return None
         sign = 1.0 if self.monitor.mode == "min" else -1.0
         candidate = (value, trainer.epoch, f"epoch{trainer.epoch + 1}.pt")
         ranked = sorted([*self.top, candidate], key=lambda t: (sign * t[0], t[1]))
         keep = ranked if self.save_top_k == -1 else ranked[: self.save_top_k]
-        if candidate in keep:
-            trainer.save_checkpoint(weights / candidate[2])
         for _, _, name in set(self.top) - set(keep):
             (weights / name).unlink(missing_ok=True)
         self.top = keep
+        return weights / candidate[2] if candidate in keep else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"monitor": self.monitor.state_dict(), "top": [list(t) for t in self.top]}

@@ -178,6 +178,29 @@ def test_checkpoints_load_with_weights_only_and_hold_documented_keys(tmp_path) -
     assert set(data["plugins"]) == {"ModelCheckpoint", "CSVLogger", "EarlyStopping"}
 
 
+def test_random_state_round_trips_in_both_stored_forms(tmp_path) -> None:
+    """Python's generator is stored as a tensor (one pickle call instead of 625); tuples still load."""
+    import random
+
+    import numpy as np
+
+    from trainhooks import checkpointing
+
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    state = checkpointing.capture_rng()
+    assert isinstance(state["python"][1], torch.Tensor)
+    path = checkpointing.atomic_save({"rng": state}, tmp_path / "rng.pt")
+    expected = (random.random(), float(np.random.rand()), torch.rand(1).item())
+    loaded = torch.load(path, weights_only=True)["rng"]
+    old_style = dict(loaded, python=(loaded["python"][0], tuple(loaded["python"][1].tolist()), loaded["python"][2]))
+    for stored in (loaded, old_style):
+        random.random(), np.random.rand(), torch.rand(1)  # move every generator on
+        checkpointing.restore_rng(stored)
+        assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == expected
+
+
 # --------------------------------------------------------------------------- bad checkpoints
 def _corrupt_variants(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     raw = good.read_bytes()

@@ -182,6 +182,8 @@ def test_checkpoint_last_every_epoch_best_on_improvement(make_trainer, loaders, 
     improvements = sum(1 for i, a in enumerate(accs) if all(a > b for b in accs[:i]))
     saves = [c.kwargs["path"].name for c in rec.of("on_model_save")]
     assert saves.count("last.pt") == 4 and saves.count("best.pt") == improvements
+    # Built and serialised once per epoch, however many files it goes to.
+    assert len(rec.of("on_save_checkpoint")) == 4
     best = torch.load(weights / "best.pt", weights_only=True)
     last = torch.load(weights / "last.pt", weights_only=True)
     assert best["epoch"] == best_epoch and last["epoch"] == 3
@@ -196,6 +198,19 @@ def test_checkpoint_last_every_epoch_best_on_improvement(make_trainer, loaders, 
     assert result.artifacts["best.pt"] == weights / "best.pt"
 
 
+def test_checkpoint_copies_are_independent_files(make_trainer, loaders) -> None:
+    """best.pt is a copy of last.pt, not a link: rewriting one in place leaves the other intact."""
+    trainer = make_trainer(plugins=[ModelCheckpoint(monitor="val/loss")], optimizer=sgd(0.3), epochs=1)
+    trainer.fit(*loaders)
+    weights = trainer.save_dir / "weights"
+    last, best = weights / "last.pt", weights / "best.pt"
+    assert last.read_bytes() == best.read_bytes()
+    assert last.stat().st_ino != best.stat().st_ino
+    with open(best, "r+b") as fh:  # what an in-place "strip the optimizer" script does
+        fh.truncate(10)
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+
 def test_checkpoint_top_k(make_trainer, loaders) -> None:
     ckpt = ModelCheckpoint(monitor="val/loss", save_top_k=2)
     trainer = make_trainer(plugins=[ckpt], optimizer=sgd(0.3), epochs=5)
@@ -204,6 +219,9 @@ def test_checkpoint_top_k(make_trainer, loaders) -> None:
     expected = {f"epoch{i + 1}.pt" for i in sorted(range(5), key=lambda i: losses[i])[:2]}
     files = {p.name for p in (trainer.save_dir / "weights").glob("epoch*.pt")}
     assert files == expected
+    # The saved plugin state already counts the epoch it was saved in.
+    last = torch.load(trainer.save_dir / "weights" / "last.pt", weights_only=True)
+    assert {name for _, _, name in last["plugins"]["ModelCheckpoint"]["top"]} == expected
 
 
 def test_checkpoint_never_saves_non_finite_weights(make_trainer, loaders) -> None:
