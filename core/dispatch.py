@@ -20,6 +20,7 @@ firstresult hooks return ``(result, plugin_name)`` for the first non-None result
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,9 +139,12 @@ class HookDispatcher:
         wrapped = any(i.wrapper or i.hookwrapper for i in impls)
         traced = self._host._inner_hookexec is not _multicall
         if wrapped or traced:
-            removed = [i.plugin for i in all_impls if i not in impls]
-            sub = self._host.subset_hook_caller(name, removed) if removed else caller
-            call = self._pluggy_caller(sub, name, args, firstresult, collect)
+            if firstresult:
+                call = self._pluggy_firstresult(name, impls, args, caller)
+            else:
+                removed = [i.plugin for i in all_impls if i not in impls]
+                sub = self._host.subset_hook_caller(name, removed) if removed else caller
+                call = self._pluggy_caller(sub, name, args, firstresult, collect)
             if self.profile is not None and impls:
                 call = self._timed(call, self.profile.slot(_group_name(impls), name))
             return call
@@ -230,6 +234,61 @@ class HookDispatcher:
             if firstresult:
                 return None if result is None else (result, "?")
             return result if collect else None
+
+        return call
+
+    def _pluggy_firstresult(
+        self, name: str, impls: list[pluggy.HookImpl], args: list[str], caller: pluggy.HookCaller
+    ) -> Callable[..., Any]:
+        """A firstresult hook with wrappers, run by pluggy's machinery, still naming who answered.
+
+        Each plain implementation runs through a shim that notes the first plugin to return
+        something; the wrappers see exactly what they would under ``pm.hook.x(...)`` (same
+        implementations, order, tracing), so ``trainer.stopped_by`` names the plugin rather than
+        "?". A result no plain implementation gave (a wrapper made it up) is credited to the
+        wrappers.
+        """
+        trainer = self._trainer
+        has_trainer = "trainer" in (caller.spec.argnames if caller.spec else ())
+        answered: list[str | None] = [None]
+
+        def shim(impl: pluggy.HookImpl) -> pluggy.HookImpl:
+            if impl.wrapper or impl.hookwrapper:
+                return impl
+            function, plugin_name = impl.function, impl.plugin_name
+
+            def noted(*values: Any) -> Any:
+                result = function(*values)
+                if result is not None and answered[0] is None:
+                    answered[0] = plugin_name
+                return result
+
+            twin = copy.copy(impl)
+            twin.function = noted  # type: ignore[misc]  # Final in pluggy; a copy, so the real impl is untouched
+            return twin
+
+        chain = [shim(i) for i in reversed(impls)]  # pluggy's list order (it calls from the end)
+        wrappers = ",".join(i.plugin_name for i in impls if i.wrapper or i.hookwrapper) or "?"
+        hookexec = self._host._hookexec
+
+        def call(*values: Any) -> Any:
+            kwargs = dict(zip(args, values))
+            if has_trainer:
+                kwargs["trainer"] = trainer
+            answered[0] = None
+            try:
+                result = hookexec(name, chain, kwargs, True)
+            except Exception as exc:
+                if isinstance(exc, HookError):
+                    raise
+                culprit = self._culprit(exc, "?")
+                if culprit != "?" and not self._host.is_critical(culprit):
+                    self._host.disable_after_failure(culprit, name, exc)
+                    return None
+                raise HookError(plugin=culprit, hook=name, original=exc) from exc
+            if result is None:
+                return None
+            return result, answered[0] or wrappers
 
         return call
 

@@ -93,6 +93,8 @@ def test_firstresult_wrapper_sees_the_result(make_trainer, loaders) -> None:
     trainer = make_trainer(plugins=[Veto()], callbacks=[Answers()], epochs=5)
     result = trainer.fit(*loaders)
     assert result.global_step == 4 and result.stop_reason == "real stop"
+    # Who answered is still known behind a wrapper (the callback, not the wrapper, and never "?").
+    assert result.stopped_by == "Answers"
 
 
 def _run_both_ways(trainer, name: str, **kwargs):
