@@ -24,17 +24,10 @@ import torch
 from torch import nn
 
 from benchmarks.workloads import Workload
+from trainhooks import loopmap
 
 NOOP_PLUGINS = 20
-PER_STEP_HOOKS = (
-    "on_train_batch_start",
-    "on_before_backward",
-    "on_after_backward",
-    "on_before_optimizer_step",
-    "on_before_zero_grad",
-    "on_train_batch_end",
-    "should_stop",
-)
+PER_STEP_HOOKS = loopmap.TRAIN_BATCH
 
 
 @dataclass

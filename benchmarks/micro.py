@@ -11,22 +11,9 @@ from typing import Any
 
 import torch
 
+from benchmarks.loops import noop_plugins
+
 IMPL_COUNTS = (0, 1, 5, 20)
-
-
-def _plugins(n: int) -> list[Any]:
-    import trainhooks
-
-    class P:
-        @trainhooks.hookimpl
-        def on_train_batch_end(self, trainer: Any, batch: Any, batch_idx: int, outputs: Any) -> None:
-            pass
-
-        @trainhooks.hookimpl
-        def should_stop(self, trainer: Any) -> None:
-            return None
-
-    return [P() for _ in range(n)]
 
 
 def _trainer(n: int, profile: bool = False) -> Any:
@@ -37,7 +24,7 @@ def _trainer(n: int, profile: bool = False) -> Any:
         model,
         loss_fn=torch.nn.MSELoss(),
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        plugins=_plugins(n),
+        plugins=noop_plugins(n),
         default_plugins=False,
         autoload=False,
         verbose=False,
@@ -60,7 +47,7 @@ def dispatch_costs(number: int = 20000) -> list[tuple[str, float]]:
         return None
 
     rows.append(("plain Python function call", _ns(nothing, number)))
-    bound = [p.on_train_batch_end for p in _plugins(20)]
+    bound = [p.on_train_batch_end for p in noop_plugins(20)]
 
     def method_loop() -> None:
         for m in bound:

@@ -210,6 +210,20 @@ class HookDispatcher:
             tb = tb.tb_next
         return culprit
 
+    def _fallback_failed(self, name: str, exc: Exception) -> None:
+        """A hook run by pluggy's caller raised: disable a non-critical culprit, else raise.
+
+        pluggy's caller cannot go on past a failure, so after a non-critical plugin fails the
+        call yields nothing (the caller returns its empty result).
+        """
+        if isinstance(exc, HookError):
+            raise exc
+        culprit = self._culprit(exc, "?")
+        if culprit != "?" and not self._host.is_critical(culprit):
+            self._host.disable_after_failure(culprit, name, exc)
+            return
+        raise HookError(plugin=culprit, hook=name, original=exc) from exc
+
     def _pluggy_caller(
         self, caller: Any, name: str, args: list[str], firstresult: bool, collect: bool
     ) -> Callable[..., Any]:
@@ -223,14 +237,8 @@ class HookDispatcher:
             try:
                 result = caller(**kwargs)
             except Exception as exc:
-                if isinstance(exc, HookError):
-                    raise
-                culprit = self._culprit(exc, "?")
-                if culprit != "?" and not self._host.is_critical(culprit):
-                    # pluggy's caller cannot go on past a failure: this call yields nothing.
-                    self._host.disable_after_failure(culprit, name, exc)
-                    return [] if collect else None
-                raise HookError(plugin=culprit, hook=name, original=exc) from exc
+                self._fallback_failed(name, exc)
+                return [] if collect else None
             if firstresult:
                 return None if result is None else (result, "?")
             return result if collect else None
@@ -279,13 +287,8 @@ class HookDispatcher:
             try:
                 result = hookexec(name, chain, kwargs, True)
             except Exception as exc:
-                if isinstance(exc, HookError):
-                    raise
-                culprit = self._culprit(exc, "?")
-                if culprit != "?" and not self._host.is_critical(culprit):
-                    self._host.disable_after_failure(culprit, name, exc)
-                    return None
-                raise HookError(plugin=culprit, hook=name, original=exc) from exc
+                self._fallback_failed(name, exc)
+                return None
             if result is None:
                 return None
             return result, answered[0] or wrappers

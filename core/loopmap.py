@@ -15,6 +15,17 @@ if TYPE_CHECKING:
 
 Step = Union[str, tuple[str, list["Step"]]]  # noqa: UP007 - runtime alias needs Union on 3.10
 
+TRAIN_BATCH: tuple[str, ...] = (
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_train_batch_end",
+    "should_stop",
+)
+"""The hooks of every training step, in order (the ones whose cost per call matters most)."""
+
 VAL_LOOP: list[Step] = [
     "on_val_start",
     ("for each validation batch", ["on_val_batch_start", "on_val_batch_end"]),
@@ -31,18 +42,7 @@ LOOPS: dict[str, list[Step]] = {
             "for each epoch",
             [
                 "on_train_epoch_start",
-                (
-                    "for each training batch",
-                    [
-                        "on_train_batch_start",
-                        "on_before_backward",
-                        "on_after_backward",
-                        "on_before_optimizer_step",
-                        "on_before_zero_grad",
-                        "on_train_batch_end",
-                        "should_stop",
-                    ],
-                ),
+                ("for each training batch", list(TRAIN_BATCH)),
                 "on_train_epoch_end",
                 *VAL_LOOP,
                 "on_fit_epoch_end",
