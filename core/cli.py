@@ -90,7 +90,10 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument(
-        "--save-dir", type=Path, default=None, help="output directory (default: runs/<command>, numbered)"
+        "--save-dir",
+        type=Path,
+        default=None,
+        help="output directory (default: runs/train for fit, like Trainer; runs/<command> otherwise; numbered)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     if training:
@@ -316,7 +319,9 @@ def _make_trainer(
     if training:
         params.update(lr=args.lr, epochs=args.epochs)
     task = load_task(args.task, **params)
-    save_dir = args.save_dir or _increment_dir(Path("runs") / args.command)
+    # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
+    run_dir = "train" if args.command == "fit" else args.command
+    save_dir = args.save_dir or _increment_dir(Path("runs") / run_dir)
     trainer = Trainer(
         task.model,
         loss_fn=task.loss_fn,

@@ -25,6 +25,18 @@ def test_fit_default_task(tmp_path, capsys) -> None:
     assert "): completed 2 epochs." in last and str(tmp_path / "run") in last
 
 
+def test_fit_writes_where_the_trainer_api_and_the_docs_say(tmp_path, capsys, monkeypatch) -> None:
+    """Without --save-dir: runs/train, then runs/train2 (the Trainer's default too), so that
+    `trainhooks validate --weights runs/train/weights/best.pt` from the docs works."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        code, _, err = run(capsys, "fit", "--epochs", "1", "--quiet")
+        assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["train", "train2"]
+    code, out, err = run(capsys, "validate", "--weights", "runs/train/weights/best.pt")
+    assert code == 0, err
+
+
 def test_fit_with_profile_hooks(tmp_path, capsys, monkeypatch) -> None:
     (tmp_path / "slowish.py").write_text(
         "import trainhooks\n@trainhooks.hookimpl\ndef on_train_batch_end(trainer):\n    sum(range(100))\n"

@@ -171,7 +171,7 @@ def test_epoch_metrics_are_identical_on_both_ranks(stopped_run: Run) -> None:
 @slow
 def test_validation_metrics_are_those_of_the_whole_validation_set(stopped_run: Run, tmp_path: Path) -> None:
     """Each validation sample is seen by exactly one rank, so the reduced metrics are exact."""
-    last = stopped_run.root / "runs" / "fit" / "weights" / "last.pt"
+    last = stopped_run.root / "runs" / "train" / "weights" / "last.pt"
     checkpoint = torch.load(last, weights_only=True)
     task = digits_task(seed=0)
     task.model.load_state_dict(checkpoint["model"])
@@ -185,18 +185,18 @@ def test_validation_metrics_are_those_of_the_whole_validation_set(stopped_run: R
 @slow
 def test_one_set_of_files_written_by_rank_zero_only(stopped_run: Run) -> None:
     runs = stopped_run.root / "runs"
-    assert [p.name for p in runs.iterdir()] == ["fit"], "both ranks must agree on the default save_dir"
-    files = sorted(str(p.relative_to(runs / "fit")) for p in (runs / "fit").rglob("*") if p.is_file())
+    assert [p.name for p in runs.iterdir()] == ["train"], "both ranks must agree on the default save_dir"
+    files = sorted(str(p.relative_to(runs / "train")) for p in (runs / "train").rglob("*") if p.is_file())
     weights = ["weights/best.pt", "weights/epoch1.pt", "weights/epoch2.pt", "weights/last.pt"]
     assert files == ["metrics.csv", "results.png", *weights]
     events = stopped_run.events
-    assert {e["path"] for e in of(events[0], "saved")} == {f"runs/fit/{w}" for w in weights}
+    assert {e["path"] for e in of(events[0], "saved")} == {f"runs/train/{w}" for w in weights}
     assert of(events[1], "saved") == [], "rank 1 must not write checkpoints"
     assert of(events[0], "end")[0]["artifacts"] == ["best.pt", "last.pt", "metrics.csv", "results.png"]
     assert of(events[1], "end")[0]["artifacts"] == []
     assert [e["epoch"] for e in of(events[0], "rank_zero_only")] == [0, 1]
     assert of(events[1], "rank_zero_only") == []
-    rows = list(csv.DictReader((runs / "fit" / "metrics.csv").open()))
+    rows = list(csv.DictReader((runs / "train" / "metrics.csv").open()))
     assert [float(r["val/acc"]) for r in rows] == [e["metrics"]["val/acc"] for e in of(events[0], "epoch")]
     out = stopped_run.proc.stdout
     assert out.count("Training stopped early") == 1 and out.count("Epoch 1/3") == 1
@@ -216,7 +216,7 @@ def test_a_stop_asked_on_rank_1_only_stops_both_at_the_same_step(stopped_run: Ru
 
 @slow
 def test_a_two_rank_checkpoint_resumes_in_one_process(stopped_run: Run, tmp_path: Path, capsys) -> None:
-    first = stopped_run.root / "runs" / "fit" / "weights" / "epoch1.pt"  # before the stop
+    first = stopped_run.root / "runs" / "train" / "weights" / "epoch1.pt"  # before the stop
     assert torch.load(first, weights_only=True)["world_size"] == 2
     save = tmp_path / "resumed"
     code = cli.main(["fit", "--resume", str(first), "--epochs", "3", "--save-dir", str(save), "--quiet"])
