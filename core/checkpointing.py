@@ -6,6 +6,7 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
       "format": "trainhooks.checkpoint", "version": 1,
       "model": state_dict, "optimizer": state_dict | None, "lr_scheduler": state_dict | None,
       "epoch": int,             # the epoch this checkpoint was taken in (0-based)
+      "epochs": int,            # the run's planned number of epochs
       "epoch_completed": bool,  # False for a checkpoint taken mid-epoch
       "global_step": int, "metrics": {name: float}, "history": [{name: float}, ...],
       "stop_reason": str | None, "stopped_by": str | None,

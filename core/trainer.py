@@ -892,6 +892,7 @@ class Trainer:
             if scheduler is not None and hasattr(scheduler, "state_dict")
             else None,
             "epoch": self.epoch,
+            "epochs": self.epochs,
             "epoch_completed": epoch_completed,
             "global_step": self.global_step,
             "metrics": dict(self.metrics),
@@ -986,6 +987,16 @@ class Trainer:
             )
         completed = bool(checkpoint.get("epoch_completed", True))
         progress = checkpoint.get("progress")
+        planned = checkpoint.get("epochs")
+        if planned is not None and int(planned) != self.epochs and checkpoint.get("lr_scheduler") is not None:
+            log.warning(
+                "checkpoint %s comes from a run planned for %d epochs, this one has %d: the LR scheduler "
+                "continues exactly as saved, with a schedule made for %d epochs",
+                path,
+                int(planned),
+                self.epochs,
+                int(planned),
+            )
         generator = _loader_generator(self._train_data)
         if completed or not progress:
             start = self.epoch + 1 if completed else self.epoch

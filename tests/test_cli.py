@@ -33,7 +33,7 @@ def test_fit_writes_where_the_trainer_api_and_the_docs_say(tmp_path, capsys, mon
         code, _, err = run(capsys, "fit", "--epochs", "1", "--quiet")
         assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["train", "train2"]
-    code, out, err = run(capsys, "validate", "--weights", "runs/train/weights/best.pt")
+    code, _, err = run(capsys, "validate", "--weights", "runs/train/weights/best.pt")
     assert code == 0, err
 
 

@@ -139,6 +139,14 @@ def test_resuming_a_finished_run_is_a_clear_message(tmp_path) -> None:
     assert more.global_step == 15
 
 
+def test_training_further_than_planned_says_the_schedule_goes_on_as_saved(tmp_path, caplog) -> None:
+    run(tmp_path / "run", epochs=2)
+    assert torch.load(tmp_path / "run" / "weights" / "last.pt", weights_only=True)["epochs"] == 2
+    with caplog.at_level("WARNING", logger="trainhooks"):
+        run(tmp_path / "run", epochs=3, resume=tmp_path / "run" / "weights" / "last.pt")
+    assert "planned for 2 epochs, this one has 3: the LR scheduler continues exactly as saved" in caplog.text
+
+
 def test_resuming_an_early_stopped_run_is_refused(tmp_path) -> None:
     trainer = run(
         tmp_path / "run",
