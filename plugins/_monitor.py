@@ -1,29 +1,54 @@
 """Shared by the plugins that watch a metric (early_stopping, checkpoint, lr's plateau mode).
 
 Semantics follow Keras/Lightning: ``monitor`` names a metric in ``trainer.metrics``; ``mode``
-is ``min`` or ``max`` (``auto`` infers it from the name: accuracy-like names are maximised,
-everything else minimised); an improvement must beat the best value by more than ``min_delta``.
+is ``min`` or ``max`` (``auto`` infers it from the name, see :func:`infer_mode`: accuracy-like
+names are maximised, losses, errors and unknown names minimised); an improvement must beat the best value by more than ``min_delta``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import trainhooks
 
-MAX_HINTS = ("acc", "accuracy", "auc", "f1", "precision", "recall", "map", "iou", "dice", "r2", "score")
+# ``auto`` mode reads the metric's name as words (split at ``_``, ``-``, ``.``, ``@``, ...).
+# Any lower-is-better word wins, so ``dice_loss`` and ``iou_loss`` are minimised; otherwise a
+# higher-is-better word, or a name ending in one (``valacc``), means maximise; anything else is
+# minimised (Lightning's default mode).
+MIN_HINTS = frozenset(
+    ("loss", "error", "err", "mse", "mae", "rmse", "mape", "smape", "nll", "perplexity", "ppl", "wer", "cer", "fid")
+)
+MAX_HINTS = frozenset(
+    (
+        "acc", "accuracy", "top1", "top5", "auc", "auroc", "auprc", "ap", "map", "f1", "fbeta", "precision",
+        "recall", "iou", "miou", "dice", "jaccard", "r2", "score", "psnr", "ssim", "bleu", "rouge", "kappa", "mcc",
+    )
+)  # fmt: skip
 
 
 def infer_mode(monitor: str, mode: str) -> str:
-    """Resolve ``auto`` to ``min`` or ``max``; reject anything else."""
+    """Resolve ``auto`` to ``min`` or ``max``; reject anything else.
+
+    ``auto`` reads the last ``/`` part of the name as words: ``val/acc``, ``val/top1_acc``,
+    ``val/auroc``, ``val/psnr`` are maximised; ``val/loss``, ``val/dice_loss``, ``val/mape``
+    and unknown names are minimised.
+    """
     if mode in ("min", "max"):
         return mode
     if mode != "auto":
         raise trainhooks.ConfigError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
     leaf = monitor.rsplit("/", 1)[-1].lower()
-    return "max" if any(leaf == h or leaf.endswith(h) or leaf.startswith(h) for h in MAX_HINTS) else "min"
+    words = [w for w in re.split(r"[^a-z0-9]+", leaf) if w]
+    if any(w in MIN_HINTS or w.endswith("loss") for w in words):
+        return "min"
+    if any(w in MAX_HINTS for w in words):
+        return "max"
+    if any(leaf.endswith(h) for h in MAX_HINTS if len(h) >= 3):
+        return "max"
+    return "min"
 
 
 @dataclass

@@ -49,8 +49,10 @@ class EarlyStopping(trainhooks.Callback):
 
     @staticmethod
     def _check(patience: int) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise trainhooks.ConfigError(f"early_stopping: patience must be a positive integer, got {patience!r}")
+        # 0 is accepted, as Keras and Lightning do: like 1, it stops at the first epoch without
+        # improvement.
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise trainhooks.ConfigError(f"early_stopping: patience must be an integer >= 0, got {patience!r}")
 
     def add_options(self, parser: Any) -> None:
         parser.add_option("--patience", type=int, default=5, help="epochs without improvement before stopping")
@@ -80,7 +82,7 @@ class EarlyStopping(trainhooks.Callback):
             if reached:
                 self.reason = f"{name} reached {value:.6g} (stop_at {self.stop_at:g}) at epoch {trainer.epoch + 1}"
                 return
-        if self.wait >= self.patience:
+        if self.wait and self.wait >= self.patience:
             best = self.monitor.best
             best_txt = f"{best:.6g}" if best is not None else "nan"
             self.reason = (

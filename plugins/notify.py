@@ -16,8 +16,10 @@ warning — it never stops training. Runs on global rank zero only.
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from typing import Any
@@ -66,7 +68,8 @@ class Notify(trainhooks.Callback):
     def configure(self, trainer: trainhooks.Trainer) -> None:
         opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
         self.url = opts["notify_url"]
-        if not self.url or not str(self.url).startswith(("http://", "https://")):
+        parts = urllib.parse.urlsplit(str(self.url or ""))
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in str(self.url)):
             raise trainhooks.ConfigError(f"notify: --notify-url must be an http(s) URL, got {self.url!r}")
         events = opts["notify_events"] if opts["notify_events"] is not None else list(EVENTS)
         names = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
@@ -84,7 +87,11 @@ class Notify(trainhooks.Callback):
             "event": event,
             "epoch": trainer.epoch,
             "global_step": trainer.global_step,
-            "metrics": dict(trainer.metrics),
+            # JSON has no NaN/Infinity: a non-finite metric (the run a NaN guard stopped) is
+            # null here, so strict parsers (Slack's) accept the message; `text` shows the value.
+            "metrics": {
+                k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in trainer.metrics.items()
+            },
             "stop_reason": trainer.stop_reason,
             "save_dir": str(trainer.save_dir),
             **extra,
@@ -93,7 +100,10 @@ class Notify(trainhooks.Callback):
     def post(self, payload: dict[str, Any]) -> bool:
         """POST ``payload``; True on a 2xx answer. Never raises."""
         assert self.url is not None
-        data = json.dumps(payload).encode("utf-8")
+        try:
+            data = json.dumps(payload, allow_nan=False, default=str).encode("utf-8")
+        except ValueError:  # a non-finite float in a field a subclass added
+            data = json.dumps(payload, default=str).encode("utf-8")
         last_error = ""
         for attempt in range(self.retries + 1):
             request = urllib.request.Request(
@@ -109,6 +119,9 @@ class Notify(trainhooks.Callback):
                 last_error = f"HTTP {exc.code} {exc.reason}"
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 last_error = str(getattr(exc, "reason", exc))
+            except Exception as exc:  # a malformed answer (http.client.BadStatusLine), an odd URL...
+                # ...: still only a failed notification, never a failed run.
+                last_error = " ".join(f"{type(exc).__name__}: {exc}".split())
             if attempt < self.retries:
                 time.sleep(min(0.2 * 2**attempt, 2.0))
         self.failures += 1

@@ -23,6 +23,7 @@ class Webhook:
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
+        self.raw: list[bytes] = []
         self.attempts = 0
         self.fail_first = 0
         self.delay = 0.0
@@ -32,6 +33,7 @@ class Webhook:
             def do_POST(self) -> None:
                 hook.attempts += 1
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.raw.append(body)
                 if hook.delay:
                     time.sleep(hook.delay)
                 if hook.fail_first > 0:
@@ -110,6 +112,59 @@ def test_notify_unreachable_server(make_trainer, loaders) -> None:
     trainer = make_trainer(plugins=[Notify(url=f"http://127.0.0.1:{port}/x", retries=0)], epochs=1)
     with pytest.warns(NotificationWarning, match="training continues"):
         assert trainer.fit(*loaders).epochs_completed == 1
+
+
+def test_notify_body_is_strict_json_when_a_metric_is_nan(make_trainer, loaders, webhook) -> None:
+    def poison(trainer: trainhooks.Trainer) -> None:
+        trainer.metrics["val/loss"] = float("nan")
+
+    trainer = make_trainer(
+        plugins=[Notify(url=webhook.url, events="train_end")],
+        callbacks=[trainhooks.LambdaCallback(on_fit_epoch_end=poison)],
+        epochs=1,
+    )
+    trainer.fit(*loaders)
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    body = json.loads(webhook.raw[-1], parse_constant=reject)  # what Slack's parser would do
+    assert body["metrics"]["val/loss"] is None and "val/loss nan" in body["text"]
+
+
+def test_notify_survives_a_server_that_does_not_speak_http(make_trainer, loaders) -> None:
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def answer_garbage() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        notify = Notify(url=f"http://127.0.0.1:{port}/hook", retries=0)
+        trainer = make_trainer(plugins=[notify], epochs=1)
+        with pytest.warns(NotificationWarning, match=r"BadStatusLine.*training continues"):
+            assert trainer.fit(*loaders).epochs_completed == 1
+        assert notify.failures == 2
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "http://", "http://exa mple.invalid/x", "hooks.slack.com/x"])
+def test_notify_rejects_a_bad_url_before_training(make_trainer, url) -> None:
+    with pytest.raises(trainhooks.HookError, match="--notify-url must be an http"):
+        make_trainer(plugins=[Notify(url=url)])
 
 
 def test_notify_from_the_command_line(tmp_path, webhook) -> None:

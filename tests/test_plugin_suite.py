@@ -170,6 +170,42 @@ def test_early_stopping_without_the_metric_is_a_clear_error(make_trainer, loader
         trainer.fit(loaders[0])  # no validation data
 
 
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("val/acc", "max"),
+        ("val/top1_acc", "max"),
+        ("val/acc@1", "max"),
+        ("val/auroc", "max"),
+        ("val/psnr", "max"),
+        ("val/mean_ap", "max"),
+        ("valacc", "max"),
+        ("val/loss", "min"),
+        ("val/dice_loss", "min"),  # a loss, though "dice" alone is maximised
+        ("val/iou_loss", "min"),
+        ("val/mape", "min"),  # not "map"
+        ("val/rmse", "min"),
+        ("val/something_new", "min"),
+    ],
+)
+def test_auto_mode_reads_the_metric_name_as_words(name: str, mode: str) -> None:
+    from trainhooks.plugins._monitor import infer_mode
+
+    assert infer_mode(name, "auto") == mode
+    assert EarlyStopping(monitor=name).monitor.mode == mode
+
+
+def test_early_stopping_patience_zero_stops_at_the_first_epoch_without_improvement(make_trainer) -> None:
+    es = EarlyStopping(monitor="val/loss", patience=0)
+    values = iter([1.0, 0.5, 0.2, 0.3, 0.1])
+    trainer = make_trainer(plugins=[es], epochs=5)
+    trainer.add_callback("on_val_end", lambda trainer: trainer.metrics.__setitem__("val/loss", next(values)))
+    train, val = tiny_digits(n_train=64, n_val=32)
+    result = trainer.fit(train, val)
+    assert result.epochs_completed == 4 and result.stopped_by == "EarlyStopping"
+    assert "best 0.2 at epoch 3" in result.stop_reason
+
+
 # --------------------------------------------------------------------------- checkpoint
 def test_checkpoint_last_every_epoch_best_on_improvement(make_trainer, loaders, tmp_path) -> None:
     rec = HookRecorder()
