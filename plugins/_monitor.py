@@ -40,15 +40,18 @@ def infer_mode(monitor: str, mode: str) -> str:
         return mode
     if mode != "auto":
         raise trainhooks.ConfigError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    return mode_from_name(monitor) or "min"
+
+
+def mode_from_name(monitor: str) -> str | None:
+    """``min`` or ``max`` when the metric's name says which is better, else None."""
     leaf = monitor.rsplit("/", 1)[-1].lower()
     words = [w for w in re.split(r"[^a-z0-9]+", leaf) if w]
     if any(w in MIN_HINTS or w.endswith("loss") for w in words):
         return "min"
-    if any(w in MAX_HINTS for w in words):
+    if any(w in MAX_HINTS for w in words) or any(leaf.endswith(h) for h in MAX_HINTS if len(h) >= 3):
         return "max"
-    if any(leaf.endswith(h) for h in MAX_HINTS if len(h) >= 3):
-        return "max"
-    return "min"
+    return None
 
 
 @dataclass

@@ -15,9 +15,11 @@ the scheduler state of the next epoch and a resumed run continues with the right
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import trainhooks
+from trainhooks.plugins._monitor import mode_from_name
 
 PER_STEP = ("OneCycleLR", "CyclicLR")
 
@@ -58,6 +60,18 @@ class LRScheduler(trainhooks.Callback):
             self.resolved = "step" if type(scheduler).__name__ in PER_STEP else "epoch"
         if self.resolved == "step" and self._is_plateau(scheduler):
             raise trainhooks.ConfigError("lr: ReduceLROnPlateau needs a metric and can only step per epoch")
+        if self._is_plateau(scheduler):
+            better = mode_from_name(self.monitor)
+            if better is not None and better != scheduler.mode:
+                # torch's default mode is "min": ReduceLROnPlateau(opt) on val/acc cuts the rate
+                # while accuracy improves. Warn rather than fail: the name might mislead.
+                warnings.warn(
+                    f"lr: ReduceLROnPlateau has mode={scheduler.mode!r} but monitors {self.monitor!r}, which looks "
+                    f"like a metric to {'maximise' if better == 'max' else 'minimise'}: pass "
+                    f"ReduceLROnPlateau(..., mode={better!r})",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
         if self.resolved == "step":

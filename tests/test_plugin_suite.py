@@ -340,11 +340,23 @@ def test_lr_reduce_on_plateau_uses_the_monitored_metric(make_trainer, loaders) -
     # mode="max" on a decreasing loss: after the first epoch never an improvement, so the rate
     # halves after every later epoch.
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=0)
-    result = make_trainer(model=model, optimizer=opt, lr_scheduler=sched, plugins=[LRScheduler()], epochs=4).fit(
-        *loaders
-    )
+    trainer = make_trainer(model=model, optimizer=opt, lr_scheduler=sched, plugins=[LRScheduler()], epochs=4)
+    with pytest.warns(UserWarning, match=r"mode='max' but monitors 'val/loss'.*mode='min'"):
+        result = trainer.fit(*loaders)
     assert [h["lr"] for h in result.history] == [0.1, 0.1, 0.05, 0.025]  # the rate used in each epoch
     assert [h["lr/pg1"] for h in result.history] == [0.2, 0.2, 0.1, 0.05]  # likewise, per group
+
+
+def test_lr_plateau_mode_that_fits_the_metric_does_not_warn(make_trainer, loaders) -> None:
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max")
+    trainer = make_trainer(
+        model=model, optimizer=opt, lr_scheduler=sched, plugins=[LRScheduler()], options={"lr_monitor": "val/acc"}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.fit(*loaders)
 
 
 # --------------------------------------------------------------------------- nan_guard
