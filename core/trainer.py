@@ -546,6 +546,10 @@ class Trainer:
         self._rng_at_cut = None
         model.train()
         self._epoch_record = None
+        # A new epoch starts with no metrics: each history row (metrics.csv, TensorBoard, the
+        # monitors) holds what this epoch produced, never a value carried over from an earlier
+        # epoch that did not log it again. Earlier epochs are in self.history.
+        self.metrics = {}
         hooks.on_train_epoch_start()
         batches = enumerate(fast_batches(data, self.fast_data))
         if position is not None:

@@ -63,7 +63,9 @@ def on_train_start(trainer: Trainer) -> None:
 def on_train_epoch_start(trainer: Trainer) -> None:
     """Fires at the start of every training epoch, model in train mode.
 
-    :param trainer: the trainer; ``trainer.epoch`` is this epoch (0-based).
+    :param trainer: the trainer; ``trainer.epoch`` is this epoch (0-based);
+        ``trainer.metrics`` has just been emptied for the epoch (the previous epochs' values are
+        in ``trainer.history``).
 
     Return value: ignored.
     """

@@ -54,6 +54,12 @@ def mode_from_name(monitor: str) -> str | None:
     return None
 
 
+def logged_earlier(trainer: trainhooks.Trainer, metric: str) -> bool:
+    """Did an earlier epoch log ``metric``? Then its absence now means "logged every few epochs"
+    (an epoch without it is skipped), not a misspelled name (an error)."""
+    return any(metric in row for row in trainer.history[:-1])
+
+
 @dataclass
 class Monitor:
     """Tracks the best value of one metric."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import Monitor
+from trainhooks.plugins._monitor import Monitor, logged_earlier
 
 
 def weights_are_finite(model: Any) -> bool:
@@ -129,7 +129,7 @@ class ModelCheckpoint(trainhooks.Callback):
     def _read(self, trainer: trainhooks.Trainer) -> float | None:
         if self.monitor.metric in trainer.metrics:
             return float(trainer.metrics[self.monitor.metric])
-        if not self._warned_missing:
+        if not self._warned_missing and not logged_earlier(trainer, self.monitor.metric):
             self._warned_missing = True
             warnings.warn(
                 f"checkpoint: monitored metric {self.monitor.metric!r} is not in trainer.metrics "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import Monitor
+from trainhooks.plugins._monitor import Monitor, logged_earlier
 
 
 class EarlyStopping(trainhooks.Callback):
@@ -74,6 +74,8 @@ class EarlyStopping(trainhooks.Callback):
         # Decide here, once per epoch with the epoch's validation metrics; should_stop reports it.
         if not trainer.epoch_completed:
             return  # an epoch cut short is finished after a resume: count it then
+        if self.monitor.metric not in trainer.metrics and logged_earlier(trainer, self.monitor.metric):
+            return  # a metric logged every few epochs: only the epochs that log it count
         value = self.monitor.read(trainer.metrics, "early_stopping")
         name = self.monitor.metric
         self.wait = 0 if self.monitor.update(value, trainer.epoch) else self.wait + 1

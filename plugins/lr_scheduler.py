@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import mode_from_name
+from trainhooks.plugins._monitor import logged_earlier, mode_from_name
 
 PER_STEP = ("OneCycleLR", "CyclicLR")
 
@@ -88,6 +88,8 @@ class LRScheduler(trainhooks.Callback):
         scheduler = trainer.lr_scheduler
         if self._is_plateau(scheduler):
             if self.monitor not in trainer.metrics:
+                if logged_earlier(trainer, self.monitor):
+                    return  # logged every few epochs: step on the epochs that log it
                 raise trainhooks.ConfigError(
                     f"lr: ReduceLROnPlateau monitors {self.monitor!r}, which is not in trainer.metrics "
                     f"(available: {', '.join(sorted(trainer.metrics))})"

@@ -206,6 +206,22 @@ def test_early_stopping_patience_zero_stops_at_the_first_epoch_without_improveme
     assert "best 0.2 at epoch 3" in result.stop_reason
 
 
+def test_early_stopping_on_a_metric_logged_every_other_epoch(make_trainer, loaders) -> None:
+    """Epochs that do not log the metric neither improve nor use up patience."""
+    values = iter([0.5, 0.6, 0.7, 0.4, 0.3])
+
+    class EveryOther(trainhooks.Callback):
+        def on_val_end(self, trainer):
+            if trainer.epoch % 2 == 0:
+                trainer.log_metric("val/slow", next(values))
+
+    es = EarlyStopping(monitor="val/slow", patience=2)
+    result = make_trainer(plugins=[es], callbacks=[EveryOther()], epochs=10).fit(*loaders)
+    # logged at epochs 1, 3, 5, 7: 0.5 best, 0.6 and 0.7 no improvement -> stop after epoch 5
+    assert result.epochs_completed == 5 and result.stopped_by == "EarlyStopping"
+    assert [("val/slow" in h) for h in result.history] == [True, False, True, False, True]
+
+
 # --------------------------------------------------------------------------- checkpoint
 def test_checkpoint_last_every_epoch_best_on_improvement(make_trainer, loaders, tmp_path) -> None:
     rec = HookRecorder()
@@ -277,8 +293,8 @@ def test_checkpoint_never_saves_non_finite_weights(make_trainer, loaders) -> Non
 # --------------------------------------------------------------------------- csv
 def test_csv_one_row_per_epoch_and_stable_columns(make_trainer, loaders) -> None:
     class LateMetric(trainhooks.Callback):
-        def on_fit_epoch_end(self, trainer):
-            if trainer.epoch >= 1:
+        def on_val_end(self, trainer):  # before the loggers' on_fit_epoch_end
+            if trainer.epoch == 1:
                 trainer.log_metric("extra/late", 42.0)
 
     trainer = make_trainer(plugins=[CSVLogger()], callbacks=[LateMetric()], epochs=3)
@@ -286,7 +302,9 @@ def test_csv_one_row_per_epoch_and_stable_columns(make_trainer, loaders) -> None
     rows = list(csv.DictReader((trainer.save_dir / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert list(rows[0]) == ["epoch", "train/loss", "lr", "val/loss", "val/acc", "extra/late"]
-    assert rows[0]["extra/late"] == "" and rows[2]["extra/late"] == "42.0"
+    # Only epoch 2 logged it: its row has it, epoch 3's does not (nothing carried over).
+    assert [r["extra/late"] for r in rows] == ["", "42.0", ""]
+    assert "extra/late" not in result.history[2] and "extra/late" not in result.metrics
     for row, hist in zip(rows, result.history):
         assert float(row["val/loss"]) == hist["val/loss"]
 
