@@ -272,6 +272,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.stop_reason: str | None = None
         self.stopped_by: str | None = None
+        self._stop_resumable = False
         self.stage: str | None = None
         self.example_input: Any = None
         self.artifacts: dict[str, Path] = {}
@@ -445,6 +446,7 @@ class Trainer:
             self._check_data(val_data, "val_data")
         self.stage = "fit"
         self.stop_reason, self.stopped_by, self._stop_requested = None, None, False
+        self._stop_resumable = False
         self.interrupted, self._signal_received, self._resume_position = None, None, None
         self._first_step: int | None = None
         if resume is None:  # a fresh run: counters start over (resume restores them)
@@ -701,6 +703,9 @@ class Trainer:
         self._stop_requested = True
         self.stop_reason = reason
         self.stopped_by = plugin
+        # A budget (the timer) ends this run but not the training: a plugin says so with
+        # ``resumable_stop = True``, and --resume may then continue from the checkpoint.
+        self._stop_resumable = getattr(self.plugin_manager.get_plugin(plugin), "resumable_stop", False) is True
         log.info(
             "stop requested by %s after %s (epoch %d, step %d): %s", plugin, where, self.epoch, self.global_step, reason
         )
@@ -903,6 +908,7 @@ class Trainer:
             "history": [dict(h) for h in self.history],
             "stop_reason": self.stop_reason,
             "stopped_by": self.stopped_by,
+            "stop_resumable": self._stop_resumable,
             "rng": (
                 self._rng_at_cut
                 if self._rng_at_cut is not None and not epoch_completed and not self._in_batch_loop
@@ -984,7 +990,8 @@ class Trainer:
         """Restore a checkpoint inside fit; returns the epoch to start at."""
         checkpoint = self.load_checkpoint(path)
         stopped_by = checkpoint.get("stopped_by")
-        if checkpoint.get("stop_reason") and stopped_by not in (None, "signal"):
+        resumable = stopped_by in (None, "signal") or checkpoint.get("stop_resumable", False)
+        if checkpoint.get("stop_reason") and not resumable:
             raise ConfigError(
                 f"checkpoint {path} is from a run that already finished: {checkpoint['stop_reason']} "
                 f"(stopped by {stopped_by}); start a new run instead of resuming it"

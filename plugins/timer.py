@@ -3,7 +3,9 @@
 Opt-in: ``trainhooks fit -p timer --max-time 00:10:00`` (also ``DD:HH:MM:SS``, ``90s``, ``15m``,
 ``2h``, or plain seconds). The budget is checked after every batch (a clock read, no device
 sync); the stop reason says the budget and the time used. Time already spent is saved in
-checkpoints, so a resumed run gets only what is left of the budget.
+checkpoints, so a resumed run gets only what is left of the budget: a run the timer stopped can
+be resumed (``--resume .../last.pt --max-time`` with a bigger budget), unlike one that
+finished or early stopping ended.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class Timer(trainhooks.Callback):
     """Stop training once ``max_time`` has elapsed."""
 
     default_enabled = False
+    # A used-up budget ends this run, not the training: ``--resume`` continues it (with a
+    # bigger --max-time, since the time already spent counts).
+    resumable_stop = True
 
     def __init__(self, max_time: str | float | None = None) -> None:
         self._given = max_time
@@ -65,6 +70,11 @@ class Timer(trainhooks.Callback):
         self.max_time = parse_duration(given)
 
     def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        if self.max_time is not None and self.elapsed_before >= self.max_time:
+            raise trainhooks.ConfigError(
+                f"timer: the resumed run already used {format_duration(self.elapsed_before)} of its "
+                f"{format_duration(self.max_time)} budget; pass a bigger --max-time to train further"
+            )
         self.started = time.monotonic()
 
     def elapsed(self) -> float:
