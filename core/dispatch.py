@@ -164,7 +164,7 @@ class HookDispatcher:
             if not host.is_critical(names[i]):
                 host.disable_after_failure(names[i], name, exc)
                 return None  # the hook goes on with the next implementation
-            raise HookError(plugin=names[i], hook=name, original=exc) from exc
+            raise HookError(plugin=names[i], hook=name, original=exc, origin=host.origin(names[i])) from exc
 
         namespace: dict[str, Any] = {"trainer": self._trainer, "fail": fail, "names": names}
         profile = self.profile
@@ -222,7 +222,7 @@ class HookDispatcher:
         if culprit != "?" and not self._host.is_critical(culprit):
             self._host.disable_after_failure(culprit, name, exc)
             return
-        raise HookError(plugin=culprit, hook=name, original=exc) from exc
+        raise HookError(plugin=culprit, hook=name, original=exc, origin=self._host.origin(culprit)) from exc
 
     def _pluggy_caller(
         self, caller: Any, name: str, args: list[str], firstresult: bool, collect: bool
@@ -321,7 +321,8 @@ class HookDispatcher:
                     raise
                 # Configuration errors stop the run even for non-critical plugins: they are the
                 # user's to fix before training, not failures during it.
-                raise HookError(plugin=self._culprit(exc, "?"), hook=name, original=exc) from exc
+                culprit = self._culprit(exc, "?")
+                raise HookError(plugin=culprit, hook=name, original=exc, origin=self._host.origin(culprit)) from exc
 
         return call
 

@@ -134,9 +134,12 @@ class HookError(PluginError):
     The original exception is ``__cause__`` (and ``original``).
     """
 
-    def __init__(self, *, plugin: str, hook: str, original: BaseException) -> None:
+    def __init__(self, *, plugin: str, hook: str, original: BaseException, origin: str = "") -> None:
+        """:param origin: where the plugin comes from, e.g. ``"th-boom 0.1.0"`` (third-party
+        entry points), shown after its name."""
+        where = f" (from {origin})" if origin else ""
         super().__init__(
-            f"plugin {plugin!r} failed in hook {hook!r}: {type(original).__name__}: {original}",
+            f"plugin {plugin!r}{where} failed in hook {hook!r}: {type(original).__name__}: {original}",
             plugin=plugin,
         )
         self.hook = hook

@@ -446,7 +446,7 @@ class PluginHost(pluggy.PluginManager):
                 loaded = spec.entry_point.load()
                 replacement = next((r for r in replacements if inspect.isclass(loaded) and isinstance(r, loaded)), None)
                 plugin = replacement if replacement is not None else _instantiate(loaded)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() at import is a broken plugin too
                 err = PluginLoadError(
                     spec.name, distribution=spec.distribution, version=spec.version, target=spec.value, cause=exc
                 )
@@ -481,7 +481,25 @@ class PluginHost(pluggy.PluginManager):
         rec = PluginRecord(name=name, source="module", target=name)
         self.register(module, name, source="module", record=rec)
 
+    def origin(self, name: str) -> str:
+        """``"DIST VERSION"`` for a third-party entry-point plugin (the package to fix or
+        uninstall), else ``""``; error messages show it after the plugin's name."""
+        rec = self.records.get(name)
+        if rec is None or rec.source != "entrypoint" or not rec.distribution:
+            return ""
+        return f"{rec.distribution} {rec.version}" if rec.version else rec.distribution
+
     def _fail(self, rec: PluginRecord, err: PluginError, strict: bool) -> None:
+        if (
+            isinstance(err, PluginValidationError)
+            and rec.source == "entrypoint"
+            and rec.distribution
+            and err.args
+            and rec.distribution not in str(err)
+        ):
+            # Name the distribution too: it is what the user uninstalls or reports to.
+            origin = f"{rec.distribution} {rec.version}" if rec.version else rec.distribution
+            err.args = (str(err).replace(f"plugin {rec.name!r}", f"plugin {rec.name!r} (from {origin})", 1),)
         rec.status, rec.reason = "error", str(err)
         key = rec.name if self.records.get(rec.name, rec) is rec else f"{rec.name} ({rec.distribution})"
         self.records[key] = rec

@@ -63,7 +63,8 @@ def recorder_env(plugin_env: PluginEnv, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def broken_site(plugin_env: PluginEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four broken plugin distributions, pip-installed into a side directory."""
+    """Broken plugin distributions (five fail to load, one fails in a hook), pip-installed into a
+    side directory."""
     root = tmp_path_factory.mktemp("broken-pkgs")
     target = tmp_path_factory.mktemp("broken-site")
     packages = [
@@ -91,13 +92,28 @@ def broken_site(plugin_env: PluginEnv, tmp_path_factory: pytest.TempPathFactory)
         write_plugin_package(
             root, "th-noattr", "th_noattr", "X = 1\n", entry_points={"noattr": "th_noattr:DoesNotExist"}
         ),
+        write_plugin_package(
+            root,
+            "th-exiter",
+            "th_exiter",
+            "import sys\n\nsys.exit('plugin called sys.exit at import')\n",
+            entry_points={"exiter": "th_exiter"},
+        ),
+        write_plugin_package(
+            root,
+            "th-boom",
+            "th_boom",
+            "import trainhooks\n\n@trainhooks.hookimpl\ndef on_train_epoch_end(trainer):\n    raise RuntimeError('boom')\n",
+            entry_points={"boom": "th_boom"},
+        ),
     ]
     for pkg in packages:
         plugin_env.pip_install(pkg, target=target)
     return target
 
 
-ALL_BROKEN = ("broken", "typo", "badarg", "noattr")
+LOAD_BROKEN = ("broken", "typo", "badarg", "noattr", "exiter")
+ALL_BROKEN = (*LOAD_BROKEN, "boom")
 
 
 def without(*keep: str) -> list[str]:
@@ -192,9 +208,10 @@ def test_plugins_command_survives_broken_plugins(recorder_env: PluginEnv, broken
         assert name in proc.stdout
     proc = recorder_env.run(["plugins", "--json"], extra_path=[broken_site])
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
-    assert plugins["recorder"]["status"] == "active"
-    for name in ALL_BROKEN:
+    assert plugins["recorder"]["status"] == "active" and plugins["boom"]["status"] == "active"
+    for name in LOAD_BROKEN:
         assert plugins[name]["status"] == "error", name
+    assert "SystemExit: plugin called sys.exit at import" in plugins["exiter"]["reason"]
     assert "fancy_dependency" in plugins["broken"]["reason"] and "th-broken 0.1.0" in plugins["broken"]["reason"]
     assert "did you mean on_fit_epoch_end / on_train_epoch_end?" in plugins["typo"]["reason"]
     assert "'batch_index'" in plugins["badarg"]["reason"]
@@ -210,15 +227,23 @@ def test_plugins_command_survives_broken_plugins(recorder_env: PluginEnv, broken
         ),
         (
             "typo",
-            "plugin 'typo' implements 'on_epoch_end' (th_typo.on_epoch_end), which is not a trainhooks hook (did you mean on_fit_epoch_end / on_train_epoch_end?)",
+            "plugin 'typo' (from th-typo 0.1.0) implements 'on_epoch_end' (th_typo.on_epoch_end), which is not a trainhooks hook (did you mean on_fit_epoch_end / on_train_epoch_end?)",
         ),
         (
             "badarg",
-            "plugin 'badarg': argument 'batch_index' of on_train_batch_end (th_badarg.on_train_batch_end) is not an argument of hook 'on_train_batch_end' (did you mean batch_idx",
+            "plugin 'badarg' (from th-badarg 0.1.0): argument 'batch_index' of on_train_batch_end (th_badarg.on_train_batch_end) is not an argument of hook 'on_train_batch_end' (did you mean batch_idx",
         ),
         (
             "noattr",
             "plugin 'noattr' (entry point 'th_noattr:DoesNotExist' from th-noattr 0.1.0) failed to load: AttributeError",
+        ),
+        (
+            "exiter",
+            "plugin 'exiter' (entry point 'th_exiter' from th-exiter 0.1.0) failed to load: SystemExit: plugin called sys.exit at import",
+        ),
+        (
+            "boom",
+            "plugin 'boom' (from th-boom 0.1.0) failed in hook 'on_train_epoch_end': RuntimeError: boom",
         ),
     ],
 )
@@ -231,7 +256,10 @@ def test_fit_with_a_broken_plugin_names_it(
     assert proc.returncode != 0
     assert expected in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("trainhooks: error:")
-    assert "Traceback" not in proc.stderr
+    if name == "boom":  # a failure inside a hook shows where in the plugin's code, nothing of ours
+        assert 'th_boom.py", line 5, in on_train_epoch_end' in proc.stderr and "trainhooks/" not in proc.stderr
+    else:  # a plugin that cannot load: the one line says it all
+        assert "Traceback" not in proc.stderr
 
 
 def test_disabling_the_broken_plugin_lets_fit_run(recorder_env: PluginEnv, broken_site: Path, tmp_path: Path) -> None:
