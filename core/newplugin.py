@@ -45,7 +45,12 @@ class BakedPlugin:
 
     @property
     def hooks(self) -> list[str]:
-        return [h.strip() for h in self.answers["hooks"].split(",") if h.strip()]
+        """The hooks generated: those answered, plus the partner of an export hook (the
+        template writes ``export_formats`` and ``export_model`` together)."""
+        hooks = list(dict.fromkeys(h.strip() for h in self.answers["hooks"].split(",") if h.strip()))
+        if "export_model" in hooks or "export_formats" in hooks:
+            hooks += [h for h in ("export_formats", "export_model") if h not in hooks]
+        return hooks
 
 
 def template_dir() -> Path:

@@ -420,6 +420,19 @@ def test_baked_code_is_ruff_clean(bake: str, request: pytest.FixtureRequest) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("hooks", ["export_model", "export_formats", "on_exception", "should_stop", "on_train_start"])
+def test_small_hook_sets_bake_working_ruff_clean_code(tmp_path: Path, bake_config: None, hooks: str) -> None:
+    """Either export hook brings its partner (a format must be declared and provided), and any
+    hook set gives code that ruff accepts."""
+    path = _bake_with_cookiecutter(tmp_path, {"plugin_name": "small", "hooks": hooks})
+    generated = hookimpls(path / "src" / "trainhooks_small" / "__init__.py")
+    assert generated == (["export_formats", "export_model"] if hooks.startswith("export") else [hooks])
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=path, capture_output=True, text=True)
+        assert proc.returncode == 0, f"ruff {' '.join(args)} with hooks={hooks}:\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.slow
 def test_trainhooks_plugins_lists_the_installed_bakes(
     installed: PluginEnv, default_pkg: Baked, custom_pkg: Baked
 ) -> None:

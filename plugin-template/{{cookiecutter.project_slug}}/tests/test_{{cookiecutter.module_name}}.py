@@ -1,4 +1,8 @@
 {% set chosen = cookiecutter.hooks.replace(" ", "").split(",") %}
+{#- A format works only when declared (export_formats) and provided (export_model): either brings both. -#}
+{% if "export_model" in chosen or "export_formats" in chosen %}
+{% set chosen = chosen + ["export_formats", "export_model"] %}
+{% endif %}
 {% set hooks = [] %}
 {% for hook in cookiecutter._hook_signatures if hook in chosen %}
 {% set _ = hooks.append(hook) %}
@@ -60,7 +64,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 {% endif %}
 from typing import TYPE_CHECKING
+{% if "on_exception" in hooks or "should_stop" in hooks %}
 
+{% endif %}
 {% if "on_exception" in hooks %}
 import pytest
 {% endif %}

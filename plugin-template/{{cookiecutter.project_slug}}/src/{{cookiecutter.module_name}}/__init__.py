@@ -1,5 +1,9 @@
 {#- Only the hooks named in the `hooks` answer are generated, in the order trainhooks calls them. -#}
 {% set chosen = cookiecutter.hooks.replace(" ", "").split(",") %}
+{#- A format works only when declared (export_formats) and provided (export_model): either brings both. -#}
+{% if "export_model" in chosen or "export_formats" in chosen %}
+{% set chosen = chosen + ["export_formats", "export_model"] %}
+{% endif %}
 {% set hooks = [] %}
 {% for hook in cookiecutter._hook_signatures if hook in chosen %}
 {% set _ = hooks.append(hook) %}
