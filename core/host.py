@@ -25,6 +25,7 @@ import importlib
 import inspect
 import itertools
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,28 @@ class EntryPointSpec:
 
 def _normalize(dist_name: str) -> str:
     return dist_name.lower().replace("_", "-").replace(".", "-")
+
+
+def import_user_module(name: str) -> Any:
+    """Import a module named on the command line (``-p my_plugin``, ``--task mytask:make``).
+
+    Like ``python -m``, the current directory is searched too: a console script does not put
+    it on ``sys.path``, and ``mytask.py`` next to the user is what they mean. It is searched
+    last, so it never shadows an installed package.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top = name.partition(".")[0]
+        here = os.getcwd()
+        if exc.name != top or here in sys.path or "" in sys.path or not _importable_here(here, top):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(name)
+
+
+def _importable_here(directory: str, top: str) -> bool:
+    return os.path.isfile(os.path.join(directory, f"{top}.py")) or os.path.isdir(os.path.join(directory, top))
 
 
 def discover_entry_points() -> list[EntryPointSpec]:
@@ -471,7 +494,7 @@ class PluginHost(pluggy.PluginManager):
     def _load_module_plugin(self, name: str, known: Sequence[str]) -> None:
         """``-p some.module``: register an importable module that is not an entry point."""
         try:
-            module = importlib.import_module(name)
+            module = import_user_module(name)
         except ModuleNotFoundError as exc:
             if exc.name and name.startswith(exc.name):
                 raise UnknownPluginError(name, known) from None

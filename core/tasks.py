@@ -13,7 +13,6 @@ accepts (values the user did not give on the command line are left to the task's
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -106,7 +105,9 @@ def load_task(spec: str | None, **params: Any) -> Task:
     if not sep or not module_name or not attr:
         raise TaskError(f"--task {spec!r}: expected 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        from trainhooks.host import import_user_module  # the current directory is searched too
+
+        module = import_user_module(module_name)
     except Exception as exc:
         raise TaskError(f"--task {spec!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     factory = getattr(module, attr, None)

@@ -156,6 +156,38 @@ def test_user_task_gets_only_the_parameters_it_accepts(tmp_path, capsys, monkeyp
     assert "after 1 of 1 epochs (2 steps" in out
 
 
+def test_task_and_plugin_modules_in_the_current_directory(tmp_path, capsys, monkeypatch) -> None:
+    """A console script does not search the current directory; trainhooks does, as python -m does."""
+    import sys
+
+    (tmp_path / "cwd_task_mod.py").write_text(
+        "import torch, trainhooks\n"
+        "from trainhooks.testing import tiny_digits\n"
+        "def make(batch_size=8):\n"
+        "    train, val = tiny_digits(n_train=32, n_val=16, batch_size=batch_size)\n"
+        "    return trainhooks.Task(model=torch.nn.Linear(64, 10), train_data=train, val_data=val,\n"
+        "                           loss_fn=torch.nn.CrossEntropyLoss())\n"
+    )
+    (tmp_path / "cwd_stopper_mod.py").write_text(
+        "import trainhooks\n"
+        "@trainhooks.hookimpl\n"
+        "def should_stop(trainer):\n"
+        "    return 'stopper says stop' if trainer.epoch == 1 else None\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    for name in ("cwd_task_mod", "cwd_stopper_mod"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    code = cli.main(["fit", "--task", "cwd_task_mod:make", "-p", "cwd_stopper_mod", "--epochs", "5", "--save-dir", "r"])
+    out = capsys.readouterr().out
+    assert code == 0 and "stopper says stop" in out
+    # export on the saved weights: the task has no example_input, so its data gives one
+    code = cli.main(["export", "--task", "cwd_task_mod:make", "--weights", "r/weights/best.pt", "--save-dir", "e"])
+    assert code == 0 and "exported torchscript model to" in capsys.readouterr().out
+    exported = torch.jit.load(next((tmp_path / "e").rglob("*.torchscript")))
+    assert exported(torch.zeros(2, 64)).shape == (2, 10)
+
+
 def test_help_lists_run_commands(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
