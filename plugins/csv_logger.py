@@ -1,7 +1,8 @@
 """``csv``: one row per epoch in ``save_dir/metrics.csv``, every metric a column.
 
 Default on. The file is written from ``trainer.history`` so it always matches it: a row is
-appended each epoch; when a metric appears that earlier epochs did not have, the file is
+appended each epoch (and rewritten if a metric joins that epoch's history entry after the row
+was written, from a later ``on_fit_epoch_end``); when a metric appears that earlier epochs did not have, the file is
 rewritten (atomically) with the wider header and blank cells for the old rows, so columns never
 shift. ``epoch`` is 1-based, as in the progress lines; a resumed run continues the file
 without duplicated or missing epochs.
@@ -28,6 +29,7 @@ class CSVLogger(trainhooks.Callback):
         self.filename = filename
         self.header: list[str] = []
         self.rows_written = 0
+        self._last_row: dict[str, float] | None = None  # the newest row as written
 
     def path(self, trainer: trainhooks.Trainer) -> Path:
         return trainer.save_dir / self.filename
@@ -37,13 +39,24 @@ class CSVLogger(trainhooks.Callback):
         keys = list(dict.fromkeys(k for row in trainer.history for k in row))
         header = ["epoch", *keys]
         n = len(trainer.history)
-        if header == self.header and self.rows_written == n - 1 and path.exists():
+        # A plugin that logs in on_fit_epoch_end after this one (no tryfirst) changes the row
+        # already written: caught here one epoch later (and at train end), by a rewrite.
+        previous_unchanged = n < 2 or self._last_row == trainer.history[-2]
+        if header == self.header and self.rows_written == n - 1 and previous_unchanged and path.exists():
             with path.open("a", newline="", encoding="utf-8") as fh:
                 csv.writer(fh).writerow(self._row(header, n - 1, trainer.history[-1]))
         else:
             self._rewrite(path, header, trainer.history)
         self.header, self.rows_written = header, n
+        self._last_row = dict(trainer.history[-1]) if n else None
         trainer.log_artifact("metrics.csv", path)
+
+    def on_train_end(self, trainer: trainhooks.Trainer) -> None:
+        if trainer.history and self._last_row is not None and self._last_row != trainer.history[-1]:
+            self._rewrite(
+                self.path(trainer), ["epoch", *dict.fromkeys(k for r in trainer.history for k in r)], trainer.history
+            )
+            self._last_row = dict(trainer.history[-1])
 
     @staticmethod
     def _row(header: list[str], index: int, metrics: dict[str, float]) -> list[Any]:

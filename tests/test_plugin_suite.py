@@ -309,6 +309,17 @@ def test_csv_one_row_per_epoch_and_stable_columns(make_trainer, loaders) -> None
         assert float(row["val/loss"]) == hist["val/loss"]
 
 
+def test_csv_matches_history_when_a_metric_is_logged_after_it_wrote_the_row(make_trainer, loaders) -> None:
+    class Late(trainhooks.Callback):  # on_fit_epoch_end without tryfirst: runs after csv
+        def on_fit_epoch_end(self, trainer):
+            trainer.log_metric("val/best_loss", min(h["val/loss"] for h in trainer.history))
+
+    trainer = make_trainer(plugins=[CSVLogger()], callbacks=[Late()], epochs=3)
+    result = trainer.fit(*loaders)
+    rows = list(csv.DictReader((trainer.save_dir / "metrics.csv").open()))
+    assert [float(r["val/best_loss"]) for r in rows] == [h["val/best_loss"] for h in result.history]
+
+
 # --------------------------------------------------------------------------- progress
 def test_progress_bar_and_summary_lines(make_trainer, loaders) -> None:
     out = io.StringIO()
