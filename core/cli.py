@@ -285,8 +285,7 @@ def _main(argv: list[str]) -> int:
     host: PluginHost | None = None
     table: OptionTable | None = None
     if command in RUN_COMMANDS:
-        from trainhooks.options import collect_options
-        from trainhooks.trainer import CORE_OPTIONS
+        from trainhooks.options import CORE_OPTIONS, collect_options
 
         enable, disable = scan_plugin_flags(argv)
         host = PluginHost()
@@ -483,6 +482,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     enable, disable = split_plugin_values(args.plugin)
     host = PluginHost()
     host.load_plugins(enable=enable, disable=disable, strict=False)
+    from trainhooks.options import CORE_OPTIONS, check_options
+
+    check_options(host, reserved=CORE_OPTIONS)
     records = list(host.records.values())
     if args.json:
         print(json.dumps([r.as_dict() for r in records], indent=2))

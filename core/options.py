@@ -19,6 +19,34 @@ from trainhooks.errors import ConfigError, PluginError, did_you_mean
 if TYPE_CHECKING:
     from trainhooks.host import PluginHost
 
+#: Option names trainhooks' own command line uses: a plugin may not declare them.
+CORE_OPTIONS = frozenset(
+    {
+        "task",
+        "epochs",
+        "batch_size",
+        "lr",
+        "seed",
+        "save_dir",
+        "device",
+        "plugin",
+        "quiet",
+        "name",
+        "resume",
+        "profile_hooks",
+        "non_critical",
+        "help",
+        "weights",
+        "format",
+        "output",
+        "json",
+        "loop",
+        "precision",
+        "dist_timeout",
+        "dist_sync_every",
+    }
+)
+
 _ARGPARSE_KEYS = {"type", "default", "help", "choices", "action", "metavar", "nargs", "dest", "required"}
 
 
@@ -165,6 +193,23 @@ def collect_options(host: PluginHost, reserved: Iterable[str] = ()) -> OptionTab
         for spec in rec.options:
             table.add(spec)
     return table
+
+
+def check_options(host: PluginHost, reserved: Iterable[str] = ()) -> None:
+    """Like :func:`collect_options`, but a plugin whose options fail (``add_options`` raises, a
+    flag clashes with trainhooks' own or another plugin's) is marked ``error`` in
+    ``host.records`` instead of raising: ``trainhooks plugins`` shows what ``fit`` would reject."""
+    table = OptionTable(reserved)
+    for name, rec in host.records.items():
+        if rec.plugin is None or rec.status not in ("active", "available"):
+            continue
+        try:
+            if rec.options is None:
+                rec.options = _ask_plugin(host, name, rec.plugin, active=rec.status == "active")
+            for spec in rec.options:
+                table.add(spec)
+        except PluginError as exc:
+            rec.status, rec.reason = "error", f"{exc} (trainhooks fit would stop here)"
 
 
 def _ask_plugin(host: PluginHost, name: str, plugin: Any, *, active: bool) -> list[OptionSpec]:

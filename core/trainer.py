@@ -44,37 +44,9 @@ from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
 from trainhooks.host import PluginHost
-from trainhooks.options import collect_options
+from trainhooks.options import CORE_OPTIONS, collect_options
 
 log = logging.getLogger("trainhooks")
-
-CORE_OPTIONS = frozenset(
-    {
-        "task",
-        "epochs",
-        "batch_size",
-        "lr",
-        "seed",
-        "save_dir",
-        "device",
-        "plugin",
-        "quiet",
-        "name",
-        "resume",
-        "profile_hooks",
-        "non_critical",
-        "help",
-        "weights",
-        "format",
-        "output",
-        "json",
-        "loop",
-        "precision",
-        "dist_timeout",
-        "dist_sync_every",
-    }
-)
-"""Option names trainhooks itself uses on the command line; plugins may not declare them."""
 
 
 @dataclass

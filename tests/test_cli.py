@@ -188,6 +188,27 @@ def test_task_and_plugin_modules_in_the_current_directory(tmp_path, capsys, monk
     assert exported(torch.zeros(2, 64)).shape == (2, 10)
 
 
+def test_plugins_shows_an_option_clash_that_fit_would_reject(tmp_path, capsys, monkeypatch) -> None:
+    import sys
+
+    (tmp_path / "clashy_opts_mod.py").write_text(
+        "import trainhooks\n"
+        "@trainhooks.hookimpl\n"
+        "def add_options(parser):\n"
+        "    parser.add_option('--patience', type=int, default=3)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "clashy_opts_mod", raising=False)
+    assert cli.main(["plugins", "--json", "-p", "clashy_opts_mod"]) == 0
+    records = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    clashy = records["clashy_opts_mod"]
+    assert clashy["status"] == "error"
+    assert "--patience is declared by both plugin 'early_stopping' and plugin 'clashy_opts_mod'" in clashy["reason"]
+    assert records["early_stopping"]["status"] == "available"
+    assert cli.main(["fit", "-p", "clashy_opts_mod", "--save-dir", str(tmp_path / "r")]) != 0
+    assert "--patience is declared by both" in capsys.readouterr().err
+
+
 def test_help_lists_run_commands(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
