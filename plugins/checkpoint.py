@@ -7,7 +7,8 @@ Default on. "Save the weights whenever validation accuracy improves" is
 * ``last.pt`` after every epoch; ``best.pt`` whenever ``monitor`` improves (Keras/Lightning
   semantics: ``mode`` min/max/auto, no ``min_delta``).
 * ``save_top_k`` > 1 (or -1 for all) also keeps ``weights/epoch{N}.pt`` for the k best epochs,
-  deleting files that fall out of the top k (Lightning's ``save_top_k``).
+  deleting files that fall out of the top k (Lightning's ``save_top_k``); 0 writes no
+  ``best.pt`` either, only ``last.pt``.
 * ``every_n_steps`` (``--save-every-n-steps N``) also writes ``last.pt`` every N optimizer steps,
   mid-epoch: a killed run loses at most N steps and resumes exactly where it was.
 * When training stops early, ``last.pt`` is written once more at the end so that it records why
@@ -113,7 +114,8 @@ class ModelCheckpoint(trainhooks.Callback):
                 stacklevel=2,
             )
             return
-        value = self._read(trainer)
+        # save_top_k=0 keeps no ranked file at all, best.pt included (Lightning's meaning); last.pt still.
+        value = self._read(trainer) if self.save_top_k != 0 else None
         improved = value is not None and self.monitor.update(value, trainer.epoch)
         last, best = weights / "last.pt", weights / "best.pt"
         also = [best] if improved else []

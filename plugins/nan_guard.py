@@ -62,7 +62,7 @@ class NaNGuard(trainhooks.Callback):
 
     @staticmethod
     def _describe(value: float, step: int, epoch: int, batch_idx: int) -> str:
-        return f"loss became {value} at step {step} (epoch {epoch + 1}, batch {batch_idx})"
+        return f"loss became {value} at step {step} (epoch {epoch + 1}, batch {batch_idx + 1})"
 
     def should_stop(self, trainer: trainhooks.Trainer) -> str | None:
         return self.reason

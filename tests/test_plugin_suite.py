@@ -290,6 +290,12 @@ def test_checkpoint_never_saves_non_finite_weights(make_trainer, loaders) -> Non
     assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["model"].values())
 
 
+def test_checkpoint_save_top_k_zero_keeps_only_last(make_trainer, loaders) -> None:
+    trainer = make_trainer(plugins=[ModelCheckpoint(save_top_k=0)], epochs=2)
+    trainer.fit(*loaders)
+    assert sorted(p.name for p in (trainer.save_dir / "weights").iterdir()) == ["last.pt"]
+
+
 # --------------------------------------------------------------------------- csv
 def test_csv_one_row_per_epoch_and_stable_columns(make_trainer, loaders) -> None:
     class LateMetric(trainhooks.Callback):
@@ -410,7 +416,7 @@ def test_nan_guard_stops_at_the_bad_batch(make_trainer, loaders, every) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)
         result = trainer.fit(*loaders)
     assert result.stopped_by == "NaNGuard"
-    assert result.stop_reason == "loss became nan at step 5 (epoch 2, batch 1)"
+    assert result.stop_reason == "loss became nan at step 5 (epoch 2, batch 2)"  # all counted from 1
     assert trainer.global_step == (5 if every == 1 else 6)  # checked every 4 steps: at step 6 (epoch end)
     last = torch.load(trainer.save_dir / "weights" / "last.pt", weights_only=True)
     assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["model"].values())
