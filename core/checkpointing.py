@@ -226,12 +226,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         trainhooks checkpoint; the message names the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"checkpoint {path} is a directory; pass a checkpoint file, such as {path / 'weights' / 'last.pt'}"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     with path.open("rb") as fh:
         head = fh.read(4)
     if head != b"PK\x03\x04" and not head.startswith(b"\x80"):
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated (not a torch.save file)")
+    if head == b"PK\x03\x04":
+        _verify_crcs(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols
@@ -259,6 +265,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {path} has version {data.get('version')}; this trainhooks reads up to {VERSION}"
         )
     return data
+
+
+def _verify_crcs(path: Path) -> None:
+    """Check every entry of a zip-format checkpoint against its CRC-32.
+
+    torch.load does not: damaged tensor bytes (a bad disk, a partial copy) would load as
+    garbage weights and train on silently. Reading the file once costs about what loading it does.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {_first_line(str(exc))})"
+        ) from exc
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its entry {bad!r} fails its CRC check (the file was damaged after it "
+            "was written); use an earlier checkpoint"
+        )
 
 
 def _first_line(text: str) -> str:

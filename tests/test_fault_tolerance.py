@@ -242,7 +242,25 @@ def _corrupt_variants(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]
     torch.save({"weights": torch.zeros(3)}, foreign)
     pickled = tmp_path / "pickled.pt"
     pickled.write_bytes(pickle.dumps({"a": 1}))
+    # Tensor bytes damaged in place: the zip structure is intact, torch.load would not notice.
+    import zipfile
+
+    with zipfile.ZipFile(good) as archive:
+        entry = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    local_header = raw[entry.header_offset : entry.header_offset + 30]
+    start = (
+        entry.header_offset
+        + 30
+        + int.from_bytes(local_header[26:28], "little")
+        + int.from_bytes(local_header[28:30], "little")
+    )
+    damaged_bytes = bytearray(raw)
+    damaged_bytes[start : start + 64] = b"\xff" * 64
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(damaged_bytes))
     return {
+        "damaged": (damaged, "fails its CRC check"),
+        "directory": (tmp_path, "is a directory; pass a checkpoint file"),
         "truncated": (truncated, "is corrupt or truncated"),
         "garbage": (garbage, "is corrupt or truncated"),
         "empty": (empty, "is corrupt or truncated"),
