@@ -889,6 +889,7 @@ class Trainer:
             "progress": None,
             "plugins": plugins,
             "world_size": self.world_size,
+            "seed": self.seed,
         }
         if not epoch_completed and self._epoch_rng_start is not None:
             losses = self._epoch_losses
@@ -899,6 +900,7 @@ class Trainer:
                 "losses": torch.stack(losses).detach().cpu() if losses else torch.zeros(0),
                 "sizes": list(self._epoch_sizes),
                 "rng_epoch_start": self._epoch_rng_start,
+                "batch_size": getattr(self._train_data, "batch_size", None),
             }
         if self._amp is not None and self._amp.scaler is not None:
             checkpoint["grad_scaler"] = self._amp.state_dict()
@@ -980,6 +982,17 @@ class Trainer:
                 self.epochs,
                 int(planned),
             )
+        saved_seed = checkpoint.get("seed")
+        if saved_seed is not None and self.seed is not None and int(saved_seed) != self.seed:
+            log.warning(
+                "checkpoint %s was trained with seed %d, this run has seed %d: the random states are restored "
+                "from the checkpoint, but whatever the seed decided before training (a task's train/val split, "
+                "the initial weights) now differs; resume with --seed %d to continue the same run",
+                path,
+                int(saved_seed),
+                self.seed,
+                int(saved_seed),
+            )
         generator = _loader_generator(self._train_data)
         if completed or not progress:
             start = self.epoch + 1 if completed else self.epoch
@@ -990,14 +1003,22 @@ class Trainer:
                 )
             self._restore_random_state(checkpoint.get("rng") or {}, generator)
             return start
-        if int(checkpoint.get("world_size", 1)) != self.world_size:
-            # The shards of a DistributedSampler depend on the world size: the batches done so
-            # far cannot be identified in the new split, so the epoch starts over.
+        saved_batch = progress.get("batch_size")
+        batch_size = getattr(self._train_data, "batch_size", None)
+        if int(checkpoint.get("world_size", 1)) != self.world_size or (
+            saved_batch is not None and batch_size is not None and int(saved_batch) != batch_size
+        ):
+            # The shards of a DistributedSampler depend on the world size, the batches on the
+            # batch size: the batches done so far cannot be identified in the new split, so the
+            # epoch starts over.
             log.warning(
-                "checkpoint %s was taken mid-epoch with %s processes, this run has %d: epoch %d starts over",
+                "checkpoint %s was taken mid-epoch with %s processes and batch size %s, this run has %d and %s: "
+                "epoch %d starts over",
                 path,
                 checkpoint.get("world_size", 1),
+                saved_batch,
                 self.world_size,
+                batch_size,
                 self.epoch + 1,
             )
             self.history = self.history[: self.epoch]

@@ -38,7 +38,7 @@ class CrashAt(trainhooks.Callback):
 
 def run(save_dir: Path, *, crash_at: int | None = None, resume: Path | None = None, epochs: int = 4, **extra):
     """A deterministic run: shuffled data with its own generator, dropout, Adam, a scheduler."""
-    train, val = tiny_digits(n_train=160, n_val=64, batch_size=32, seed=1)
+    train, val = tiny_digits(n_train=160, n_val=64, batch_size=extra.pop("batch_size", 32), seed=1)
     model = dropout_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
@@ -51,7 +51,7 @@ def run(save_dir: Path, *, crash_at: int | None = None, resume: Path | None = No
         lr_scheduler=sched,
         epochs=epochs,
         save_dir=save_dir,
-        seed=5,
+        seed=extra.pop("seed", 5),
         plugins=plugins,
         callbacks=callbacks,
         default_plugins=False,
@@ -121,6 +121,25 @@ def test_plugin_state_continues_after_resume(tmp_path) -> None:
     assert counter.batches == 15  # 10 restored + 5 new
     es = second.plugin_manager.get_plugin("EarlyStopping")
     assert es.monitor.best == min(h["val/loss"] for h in second.history)
+
+
+def test_resuming_mid_epoch_with_another_batch_size_restarts_the_epoch(tmp_path, caplog) -> None:
+    run(tmp_path / "run", crash_at=7)  # 5 batches per epoch: mid-epoch 2, checkpoint after step 6
+    last = tmp_path / "run" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["progress"]["batch_size"] == 32
+    with caplog.at_level("WARNING", logger="trainhooks"):
+        resumed = run(tmp_path / "run", resume=last, batch_size=16)
+    assert "with 1 processes and batch size 32, this run has 1 and 16: epoch 2 starts over" in caplog.text
+    assert len(resumed.history) == 4  # epoch 2 trained again in full, no row lost or doubled
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+
+
+def test_resuming_with_another_seed_warns(tmp_path, caplog) -> None:
+    run(tmp_path / "run", epochs=1)
+    with caplog.at_level("WARNING", logger="trainhooks"):
+        run(tmp_path / "run", epochs=2, resume=tmp_path / "run" / "weights" / "last.pt", seed=99)
+    assert "trained with seed 5, this run has seed 99" in caplog.text and "resume with --seed 5" in caplog.text
 
 
 def test_timer_budget_continues_after_resume(tmp_path) -> None:
