@@ -10,11 +10,14 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
       "epoch_completed": bool,  # False for a checkpoint taken mid-epoch
       "global_step": int, "metrics": {name: float}, "history": [{name: float}, ...],
       "stop_reason": str | None, "stopped_by": str | None,
+      "stop_resumable": bool,   # stopped by a budget (the timer): --resume may continue it
+      "world_size": int, "seed": int | None,
       "rng": {"python": (version, tensor, gauss), "numpy": {...}, "torch": tensor, "cuda": [tensor],
               "loader": tensor | None},
       "progress": None | {"batches_done": int,       # mid-epoch checkpoints: where to resume
                            "losses": tensor, "sizes": [int],   # the epoch's losses so far
-                           "rng_epoch_start": {... as "rng" ...}},
+                           "rng_epoch_start": {... as "rng" ...},
+                           "batch_size": int | None},
       "plugins": {plugin_name: plugin.state_dict()},
       ... plus whatever on_save_checkpoint hooks add
     }
