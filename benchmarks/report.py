@@ -27,6 +27,8 @@ class Target:
     text: str
 
 
+_PATH_NAMES = {"dataloader": "DataLoader", "fast": "fast path", "prebatched": "pre-batched"}
+
 TARGETS = [
     Target("tiny", "th-bare-dl", "plain-dl", 1.03, "no plugins within 3% of the plain loop (DataLoader)"),
     Target("tiny", "th-bare", "plain-fast", 1.03, "no plugins within 3% of the plain loop (fast path)"),
@@ -37,7 +39,11 @@ TARGETS = [
     Target("tiny", "th-bare", "plain-dl", 0.75, "fast path faster than the plain DataLoader loop (ratio <= 0.75)"),
     *[
         Target(
-            "small", key, SAME_PATH_REFERENCE[LOOPS_BY_KEY[key].data_path], 1.02, f"{LOOPS_BY_KEY[key].label} within 2%"
+            "small",
+            key,
+            SAME_PATH_REFERENCE[LOOPS_BY_KEY[key].data_path],
+            1.02,
+            f"{LOOPS_BY_KEY[key].label} within 2% ({_PATH_NAMES[LOOPS_BY_KEY[key].data_path]})",
         )
         for key in ("th-bare-dl", "th-noop-dl", "th-default-dl", "th-bare", "th-noop", "th-default")
     ],

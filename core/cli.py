@@ -408,8 +408,11 @@ def format_profile(trainer: Trainer) -> str:
     """The ``--profile-hooks`` table: time per plugin per hook, slowest first."""
     profile = trainer.hook_profile
     rows = profile.rows() if profile is not None else []
+    # Under torchrun every rank profiles its own hooks (rank-zero-only plugins run on rank 0
+    # only): each table says whose it is.
+    whose = f" on rank {trainer.rank} of {trainer.world_size}" if trainer.world_size > 1 else ""
     lines = [
-        "Hook profile (time inside plugin hooks):",
+        f"Hook profile{whose} (time inside plugin hooks):",
         f"{'plugin':<24} {'hook':<28} {'calls':>8} {'total ms':>10} {'mean us':>9}",
     ]
     for s in rows:
