@@ -520,10 +520,13 @@ class Trainer:
         self._rng_at_cut = None
         model.train()
         self._epoch_record = None
-        # A new epoch starts with no metrics: each history row (metrics.csv, TensorBoard, the
-        # monitors) holds what this epoch produced, never a value carried over from an earlier
-        # epoch that did not log it again. Earlier epochs are in self.history.
-        self.metrics = {}
+        # A new epoch starts without the values the previous epoch recorded: each history row
+        # (metrics.csv, TensorBoard, the monitors) holds what this epoch produced, never a value
+        # carried over from an earlier epoch that did not log it again (earlier epochs are in
+        # self.history). Values logged since that row was made (on_train_start, before the
+        # first epoch) stay, and join this epoch's row.
+        recorded = self.history[-1] if self.history else {}
+        self.metrics = {k: v for k, v in self.metrics.items() if k not in recorded}
         hooks.on_train_epoch_start()
         batches = enumerate(fast_batches(data, self.fast_data))
         if position is not None:

@@ -64,8 +64,8 @@ def on_train_epoch_start(trainer: Trainer) -> None:
     """Fires at the start of every training epoch, model in train mode.
 
     :param trainer: the trainer; ``trainer.epoch`` is this epoch (0-based);
-        ``trainer.metrics`` has just been emptied for the epoch (the previous epochs' values are
-        in ``trainer.history``).
+        ``trainer.metrics`` no longer holds the previous epoch's values (they are in
+        ``trainer.history``); what was logged since (``on_train_start``) joins this epoch's row.
 
     Return value: ignored.
     """

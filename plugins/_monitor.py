@@ -46,10 +46,16 @@ def infer_mode(monitor: str, mode: str) -> str:
 def mode_from_name(monitor: str) -> str | None:
     """``min`` or ``max`` when the metric's name says which is better, else None."""
     leaf = monitor.rsplit("/", 1)[-1].lower()
-    words = [w for w in re.split(r"[^a-z0-9]+", leaf) if w]
+    # Words without trailing digits: acc1, mAP50, iou50, bleu4 are acc, map, iou, bleu.
+    raw = [w for w in re.split(r"[^a-z0-9]+", leaf) if w]
+    words = raw + [stripped for w in raw if (stripped := re.sub(r"\d+$", "", w)) and stripped != w]
     if any(w in MIN_HINTS or w.endswith("loss") for w in words):
         return "min"
-    if any(w in MAX_HINTS for w in words) or any(leaf.endswith(h) for h in MAX_HINTS if len(h) >= 3):
+    if any(w in MAX_HINTS for w in words):
+        return "max"
+    # Run-together names: valacc, aucroc, f1macro, rougel.
+    long_hints = [h for h in MAX_HINTS if len(h) >= 3 or h == "f1"]
+    if any(w.startswith(h) or w.endswith(h) for w in words for h in long_hints):
         return "max"
     return None
 

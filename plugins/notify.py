@@ -68,7 +68,13 @@ class Notify(trainhooks.Callback):
     def configure(self, trainer: trainhooks.Trainer) -> None:
         opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
         self.url = opts["notify_url"]
-        parts = urllib.parse.urlsplit(str(self.url or ""))
+        try:
+            parts = urllib.parse.urlsplit(str(self.url or ""))
+            _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
+        except ValueError as exc:
+            raise trainhooks.ConfigError(
+                f"notify: --notify-url must be an http(s) URL, got {self.url!r} ({exc})"
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in str(self.url)):
             raise trainhooks.ConfigError(f"notify: --notify-url must be an http(s) URL, got {self.url!r}")
         events = opts["notify_events"] if opts["notify_events"] is not None else list(EVENTS)

@@ -301,6 +301,17 @@ def test_corrupt_checkpoints_are_clear_errors_naming_the_file(tmp_path) -> None:
         assert "Traceback" not in str(info.value)
 
 
+def test_checkpoints_written_without_crcs_still_load(tmp_path, monkeypatch) -> None:
+    """torch can be told not to compute CRCs (they are then 0): nothing to check, not corrupt."""
+    from torch.utils.serialization import config
+
+    monkeypatch.setattr(config.save, "compute_crc32", False)
+    trainer = run(tmp_path / "run", epochs=1)
+    path = trainer.save_checkpoint(tmp_path / "no-crc.pt")
+    monkeypatch.setattr(config.save, "compute_crc32", True)
+    assert checkpointing.load_checkpoint(path)["format"] == "trainhooks.checkpoint"
+
+
 def test_resume_cli_with_a_corrupt_checkpoint(tmp_path, capsys) -> None:
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"PK\x03\x04 broken zip")

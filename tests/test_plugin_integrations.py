@@ -161,7 +161,18 @@ def test_notify_survives_a_server_that_does_not_speak_http(make_trainer, loaders
         server.close()
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "http://", "http://exa mple.invalid/x", "hooks.slack.com/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "http://",
+        "http://exa mple.invalid/x",
+        "hooks.slack.com/x",
+        "http://[::1",
+        "http://h:abc/",
+        "http://h:99999/",
+    ],
+)
 def test_notify_rejects_a_bad_url_before_training(make_trainer, url) -> None:
     with pytest.raises(trainhooks.HookError, match="--notify-url must be an http"):
         make_trainer(plugins=[Notify(url=url)])

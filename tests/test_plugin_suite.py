@@ -180,6 +180,15 @@ def test_early_stopping_without_the_metric_is_a_clear_error(make_trainer, loader
         ("val/psnr", "max"),
         ("val/mean_ap", "max"),
         ("valacc", "max"),
+        ("val/acc1", "max"),
+        ("metrics/mAP50(B)", "max"),  # Ultralytics' name
+        ("metrics/mAP50-95(B)", "max"),
+        ("val/iou50", "max"),
+        ("val/aucroc", "max"),
+        ("val/f1macro", "max"),
+        ("val/bleu4", "max"),
+        ("val/r2", "max"),
+        ("val/top5", "max"),
         ("val/loss", "min"),
         ("val/dice_loss", "min"),  # a loss, though "dice" alone is maximised
         ("val/iou_loss", "min"),
@@ -324,6 +333,18 @@ def test_csv_matches_history_when_a_metric_is_logged_after_it_wrote_the_row(make
     result = trainer.fit(*loaders)
     rows = list(csv.DictReader((trainer.save_dir / "metrics.csv").open()))
     assert [float(r["val/best_loss"]) for r in rows] == [h["val/best_loss"] for h in result.history]
+
+
+def test_a_metric_logged_before_the_first_epoch_joins_the_first_row_only(make_trainer, loaders) -> None:
+    class Params(trainhooks.Callback):
+        def on_train_start(self, trainer):
+            trainer.log_metric("model/params", 8.0)
+
+    trainer = make_trainer(plugins=[CSVLogger()], callbacks=[Params()], epochs=2)
+    result = trainer.fit(*loaders)
+    assert [h.get("model/params") for h in result.history] == [8.0, None]
+    rows = list(csv.DictReader((trainer.save_dir / "metrics.csv").open()))
+    assert [r["model/params"] for r in rows] == ["8.0", ""]
 
 
 # --------------------------------------------------------------------------- progress
