@@ -320,7 +320,12 @@ def _make_trainer(
     task = load_task(args.task, **params)
     # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
     run_dir = "train" if args.command == "fit" else args.command
-    save_dir = args.save_dir or _increment_dir(Path("runs") / run_dir)
+    resume = getattr(args, "resume", None)
+    if args.save_dir is None and training and resume is not None and Path(resume).parent.name == "weights":
+        # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
+        save_dir = Path(resume).parent.parent
+    else:
+        save_dir = args.save_dir or _increment_dir(Path("runs") / run_dir)
     trainer = Trainer(
         task.model,
         loss_fn=task.loss_fn,
@@ -378,9 +383,29 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     if trainer.interrupted:
         last = trainer.save_dir / "weights" / "last.pt"
         if last.exists() and trainer.is_global_zero:
-            print(f"Resume with: trainhooks fit --resume {last}", file=sys.stderr)
+            print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
         return 130 if trainer.interrupted == "SIGINT" else 143
     return 0
+
+
+def _resume_command(last: Path) -> str:
+    """This very command line with ``--resume LAST`` (and without an earlier --resume)."""
+    import shlex
+
+    argv, kept, skip = sys.argv[1:], [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            skip = True
+            continue
+        if arg.startswith("--resume="):
+            continue
+        kept.append(arg)
+    if not kept or kept[0] != "fit":
+        kept = ["fit"]
+    return shlex.join(["trainhooks", *kept, "--resume", str(last)])
 
 
 def summary_line(result: FitResult, epochs: int | None = None) -> str:

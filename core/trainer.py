@@ -299,12 +299,14 @@ class Trainer:
 
         if isinstance(non_critical, (str, bytes)):
             raise ConfigError("non_critical= takes a list of plugin names, e.g. non_critical=['notify']")
-        registered = [n for n, p in host.list_name_plugin() if p is not None]
+        # Any plugin this host knows may be named, enabled or not (an opt-in plugin marked
+        # non-critical "in case it is enabled" is fine); a name nobody knows is a typo.
+        known = sorted({n for n, p in host.list_name_plugin() if p is not None} | set(host.records))
         for name in non_critical:
-            if name not in registered:
+            if name not in known:
                 from trainhooks.errors import UnknownPluginError
 
-                raise UnknownPluginError(name, registered)
+                raise UnknownPluginError(name, known)
         host.non_critical.update(non_critical)
 
         self.hooks = HookDispatcher(host, self)
@@ -1006,6 +1008,11 @@ class Trainer:
                 )
             self._restore_random_state(checkpoint.get("rng") or {}, generator)
             return start
+        if self.epoch >= self.epochs:
+            raise ConfigError(
+                f"checkpoint {path} was taken in epoch {self.epoch + 1}, but this run has only {self.epochs} epochs; "
+                f"pass more epochs (--epochs N with N > {self.epoch}) to train further"
+            )
         saved_batch = progress.get("batch_size")
         batch_size = getattr(self._train_data, "batch_size", None)
         if int(checkpoint.get("world_size", 1)) != self.world_size or (

@@ -135,6 +135,21 @@ def test_resuming_mid_epoch_with_another_batch_size_restarts_the_epoch(tmp_path,
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
 
 
+def test_resuming_a_mid_epoch_checkpoint_past_the_planned_epochs_is_refused(tmp_path) -> None:
+    run(tmp_path / "run", crash_at=7)  # a mid-epoch checkpoint in epoch 2
+    with pytest.raises(trainhooks.ConfigError, match=r"taken in epoch 2, but this run has only 1 epochs; pass more"):
+        run(tmp_path / "run", resume=tmp_path / "run" / "weights" / "last.pt", epochs=1)
+
+
+def test_cli_resume_continues_in_the_checkpoints_run_directory(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", "--epochs", "1", "--quiet"]) == 0
+    assert cli.main(["fit", "--epochs", "2", "--quiet", "--resume", "runs/train/weights/last.pt"]) == 0
+    assert not (tmp_path / "runs" / "train2").exists()
+    rows = list(csv.DictReader((tmp_path / "runs" / "train" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
 def test_resuming_with_another_seed_warns(tmp_path, caplog) -> None:
     run(tmp_path / "run", epochs=1)
     with caplog.at_level("WARNING", logger="trainhooks"):

@@ -169,7 +169,10 @@ def test_signal_stops_gracefully_with_a_checkpoint(workdir: Path, uninterrupted:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
     assert f"{sig.name} received: stopping after epoch 2" in err
-    assert f"Resume with: trainhooks fit --resume {save_dir / 'weights' / 'last.pt'}" in err
+    # The hint is this command again (same task, epochs, save dir) with --resume: it can be pasted.
+    hint = next(line for line in err.splitlines() if line.startswith("Resume with: "))
+    assert hint.startswith("Resume with: trainhooks fit --task killtask:make --epochs 3 ")
+    assert hint.endswith(f"--resume {save_dir / 'weights' / 'last.pt'}") and f"--save-dir {save_dir}" in hint
     saved = checkpointing.load_checkpoint(save_dir / "weights" / "last.pt")
     assert saved["stopped_by"] == "signal" and saved["epoch_completed"] is False
     assert saved["progress"]["batches_done"] == saved["global_step"] - 45

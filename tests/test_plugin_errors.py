@@ -176,3 +176,14 @@ def test_export_of_unknown_format_lists_formats(make_trainer) -> None:
     trainer = make_trainer(plugins=["torchscript"])
     with pytest.raises(trainhooks.ExportFormatError, match=r"'tflite'.*available formats: torchscript"):
         trainer.export("tflite", example_input=torch.zeros(1, 64))
+
+
+def test_non_critical_may_name_an_installed_plugin_that_is_not_enabled(tmp_path) -> None:
+    def make(names: list[str]) -> trainhooks.Trainer:
+        return trainhooks.Trainer(
+            torch.nn.Linear(64, 10), loss_fn=torch.nn.CrossEntropyLoss(), save_dir=tmp_path, non_critical=names
+        )
+
+    assert "tensorboard" in make(["notify", "tensorboard"]).plugin_manager.non_critical  # opt-in, not enabled
+    with pytest.raises(trainhooks.ConfigError, match=r"unknown plugin 'tensorbord' \(did you mean tensorboard\?\)"):
+        make(["tensorbord"])
