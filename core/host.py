@@ -116,6 +116,13 @@ def _normalize(dist_name: str) -> str:
     return dist_name.lower().replace("_", "-").replace(".", "-")
 
 
+def _origin_of(rec: PluginRecord) -> str:
+    """``"DIST VERSION"`` for a third-party entry-point plugin, else ``""``."""
+    if rec.source != "entrypoint" or not rec.distribution:
+        return ""
+    return f"{rec.distribution} {rec.version}" if rec.version else rec.distribution
+
+
 def import_user_module(name: str) -> Any:
     """Import a module named on the command line (``-p my_plugin``, ``--task mytask:make``).
 
@@ -508,20 +515,12 @@ class PluginHost(pluggy.PluginManager):
         """``"DIST VERSION"`` for a third-party entry-point plugin (the package to fix or
         uninstall), else ``""``; error messages show it after the plugin's name."""
         rec = self.records.get(name)
-        if rec is None or rec.source != "entrypoint" or not rec.distribution:
-            return ""
-        return f"{rec.distribution} {rec.version}" if rec.version else rec.distribution
+        return _origin_of(rec) if rec is not None else ""
 
     def _fail(self, rec: PluginRecord, err: PluginError, strict: bool) -> None:
-        if (
-            isinstance(err, PluginValidationError)
-            and rec.source == "entrypoint"
-            and rec.distribution
-            and err.args
-            and rec.distribution not in str(err)
-        ):
+        origin = _origin_of(rec)
+        if isinstance(err, PluginValidationError) and origin and err.args and f"from {origin}" not in str(err):
             # Name the distribution too: it is what the user uninstalls or reports to.
-            origin = f"{rec.distribution} {rec.version}" if rec.version else rec.distribution
             err.args = (str(err).replace(f"plugin {rec.name!r}", f"plugin {rec.name!r} (from {origin})", 1),)
         rec.status, rec.reason = "error", str(err)
         key = rec.name if self.records.get(rec.name, rec) is rec else f"{rec.name} ({rec.distribution})"

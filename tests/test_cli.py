@@ -126,15 +126,19 @@ def test_task_returning_wrong_thing(tmp_path, capsys, monkeypatch) -> None:
     assert "returned int, expected trainhooks.Task" in capsys.readouterr().err
 
 
+TASK_MODULE = (
+    "import torch, trainhooks\n"
+    "from trainhooks.testing import tiny_digits\n"
+    "def make(batch_size=8):\n"
+    "    train, val = tiny_digits(n_train=32, n_val=16, batch_size=batch_size)\n"
+    "    model = torch.nn.Linear(64, 10)\n"
+    "    return trainhooks.Task(model=model, train_data=train, val_data=val, loss_fn=torch.nn.CrossEntropyLoss())\n"
+)
+"""A user's --task module: a linear model on a little digits data."""
+
+
 def test_user_task_gets_only_the_parameters_it_accepts(tmp_path, capsys, monkeypatch) -> None:
-    (tmp_path / "mytask.py").write_text(
-        "import torch, trainhooks\n"
-        "from trainhooks.testing import tiny_digits\n"
-        "def make(batch_size=8):\n"
-        "    train, val = tiny_digits(n_train=32, n_val=16, batch_size=batch_size)\n"
-        "    model = torch.nn.Linear(64, 10)\n"
-        "    return trainhooks.Task(model=model, train_data=train, val_data=val, loss_fn=torch.nn.CrossEntropyLoss())\n"
-    )
+    (tmp_path / "mytask.py").write_text(TASK_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     code = cli.main(
         [
@@ -160,14 +164,7 @@ def test_task_and_plugin_modules_in_the_current_directory(tmp_path, capsys, monk
     """A console script does not search the current directory; trainhooks does, as python -m does."""
     import sys
 
-    (tmp_path / "cwd_task_mod.py").write_text(
-        "import torch, trainhooks\n"
-        "from trainhooks.testing import tiny_digits\n"
-        "def make(batch_size=8):\n"
-        "    train, val = tiny_digits(n_train=32, n_val=16, batch_size=batch_size)\n"
-        "    return trainhooks.Task(model=torch.nn.Linear(64, 10), train_data=train, val_data=val,\n"
-        "                           loss_fn=torch.nn.CrossEntropyLoss())\n"
-    )
+    (tmp_path / "cwd_task_mod.py").write_text(TASK_MODULE)
     (tmp_path / "cwd_stopper_mod.py").write_text(
         "import trainhooks\n"
         "@trainhooks.hookimpl\n"
