@@ -203,6 +203,7 @@ class PluginHost(pluggy.PluginManager):
         self._callback_style: set[int] = set()
         self._listeners: list[Callable[[], None]] = []
         self._loaded = False
+        self._ep_modules: dict[str, str] | None = None
         self.non_critical: set[str] = set()
         """Plugins whose failures disable them instead of stopping the run (``--non-critical``)."""
 
@@ -280,12 +281,29 @@ class PluginHost(pluggy.PluginManager):
         return removed
 
     def _default_name(self, plugin: Any) -> str:
+        if inspect.ismodule(plugin):
+            # An installed plugin module registered by hand (Trainer(plugins=[module]), the
+            # tester) gets its entry-point name, as when it is loaded from the entry point:
+            # stopped_by, state keys and -p no:NAME then read the same either way.
+            listed = self._entry_point_modules().get(plugin.__name__)
+            if listed is not None and listed not in self._name2plugin and not self.is_blocked(listed):
+                return listed
         base = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__name__
         name, n = base, 1
         while name in self._name2plugin:
             n += 1
             name = f"{base}#{n}"
         return name
+
+    def _entry_point_modules(self) -> dict[str, str]:
+        """{module: entry-point name} for installed entry points that name a whole module."""
+        if self._ep_modules is None:
+            found: dict[str, str] = {}
+            for spec in discover_entry_points():
+                if ":" not in spec.value:
+                    found.setdefault(spec.value.strip(), spec.name)
+            self._ep_modules = found
+        return self._ep_modules
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         """pluggy's marker lookup, plus unmarked hook-named methods of callback objects."""
