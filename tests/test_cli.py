@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -20,9 +21,10 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 def test_fit_default_task(tmp_path, capsys) -> None:
     code, out, err = run(capsys, "fit", "--epochs", "2", "--save-dir", str(tmp_path / "run"))
     assert code == 0, err
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("Training finished after 2 of 2 epochs (90 steps, ")
-    assert "): completed 2 epochs." in last and str(tmp_path / "run") in last
+    *_, head, where, files = out.strip().splitlines()
+    assert re.fullmatch(r"Training finished after 2 of 2 epochs \(90 steps, \d+\.\ds\)\.", head)  # said once
+    assert where == f"Results in {tmp_path / 'run'}/:"
+    assert files == "  metrics.csv, weights/last.pt, weights/best.pt, results.png"
 
 
 def test_fit_writes_where_the_trainer_api_and_the_docs_say(tmp_path, capsys, monkeypatch) -> None:

@@ -211,7 +211,8 @@ def test_a_stop_asked_on_rank_1_only_stops_both_at_the_same_step(stopped_run: Ru
         assert end["epochs"] == 2
         assert end["stop_reason"] == reason
         assert end["stopped_by"] == "distprobe"
-    assert f"Training stopped early after 2 of 3 epochs ({STOP_STEP} steps" in stopped_run.proc.stdout
+    # Step 30 is batch 7 of epoch 2 (23 batches per rank): the summary says the epoch was cut short.
+    assert f"Training stopped early in epoch 2 of 3 at batch 7 of 23 ({STOP_STEP} steps" in stopped_run.proc.stdout
 
 
 @slow

@@ -111,3 +111,103 @@ def test_plot_marks_the_checkpoints_monitor(make_trainer, loaders) -> None:
 
     assert best_metric(trainer) == ("val/acc", "max")
     assert plot_title(trainer) == "run run"
+    trainer.task_name = "digits"  # what `trainhooks fit` sets from its task
+    assert plot_title(trainer) == "digits · run run"
+
+
+# --------------------------------------------------------------------------- the final lines
+def _result(tmp_path, **kw):
+    from trainhooks.trainer import FitResult
+
+    base = dict(
+        epochs_completed=10,
+        global_step=450,
+        stop_reason="completed 10 epochs",
+        stopped_early=False,
+        stopped_by=None,
+        metrics={},
+        history=[],
+        save_dir=tmp_path / "runs" / "train3",
+        artifacts={
+            n: tmp_path / "runs" / "train3" / n
+            for n in ("metrics.csv", "weights/last.pt", "weights/best.pt", "results.png")
+        },
+        duration_s=12.34,
+    )
+    base.update(kw)
+    return FitResult(**base)
+
+
+def test_final_lines_say_it_once_fit_80_columns_and_use_plurals(tmp_path) -> None:
+    from trainhooks.cli.render import summary_line
+
+    lines = summary_line(_result(tmp_path), 10).splitlines()
+    assert lines == [
+        "Training finished after 10 of 10 epochs (450 steps, 12.3s).",
+        f"Results in {tmp_path}/runs/train3/:",
+        "  metrics.csv, weights/last.pt, weights/best.pt, results.png",
+    ]
+    one = summary_line(_result(tmp_path, epochs_completed=1, global_step=1, artifacts={}), 1).splitlines()
+    assert one == [
+        "Training finished after 1 of 1 epoch (1 step, 12.3s).",
+        f"Nothing was saved to {tmp_path}/runs/train3.",
+    ]
+    stopped = _result(
+        tmp_path,
+        epochs_completed=7,
+        stopped_early=True,
+        stopped_by="early_stopping",
+        stop_reason="val/loss did not improve for 5 epochs (patience 5); best 0.1012 at epoch 2",
+    )
+    lines = summary_line(stopped, 10).splitlines()
+    assert lines[:2] == [
+        "Training stopped early after 7 of 10 epochs (450 steps, 12.3s):",
+        "  val/loss did not improve for 5 epochs (patience 5); best 0.1012 at epoch 2",
+    ]
+    assert lines[2] == "  [early_stopping]." or lines[1].endswith("[early_stopping].")
+    cut = summary_line(stopped, 10, cut_short=(17, 45)).splitlines()
+    assert cut[0] == "Training stopped early in epoch 7 of 10 at batch 17 of 45 (450 steps, 12.3s):"
+    many = {f"weights/epoch{i}.pt": tmp_path / "runs" / "train3" / f"weights/epoch{i}.pt" for i in range(30)}
+    for text in (summary_line(_result(tmp_path, artifacts=many), 10), summary_line(stopped, 10)):
+        assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("Results in"))
+
+
+def test_profile_times_use_readable_units() -> None:
+    from trainhooks.cli.render import duration
+
+    assert duration(1_713_489_100) == "1.71 s"
+    assert [duration(n) for n in (950, 12_340, 4_560_000, 2_000_000_000_000)] == [
+        "950 ns",
+        "12.3 µs",
+        "4.56 ms",
+        "2,000 s",
+    ]
+
+
+def test_epochs_0_is_one_line_without_usage(tmp_path, monkeypatch, capsys) -> None:
+    import pytest
+
+    from trainhooks import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fit", "--epochs", "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "trainhooks fit: error: argument --epochs: expected a positive integer, got '0' (see 'trainhooks fit --help')\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_profile_and_plot_title(tmp_path, monkeypatch, capsys) -> None:
+    from trainhooks import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", "--epochs", "1", "--save-dir", "out", "--quiet", "--profile-hooks"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[1].split()
+    assert header == ["plugin", "hook", "calls", "total", "mean"]
+    row = next(line for line in out.splitlines() if line.startswith("plot "))
+    assert row.split()[-1] in ("ns", "µs", "ms", "s")

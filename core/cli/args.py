@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from trainhooks import __version__
 
@@ -151,9 +151,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (``trainhooks fit: error: argument --epochs:
+    expected a positive integer, got '0'``) instead of the whole usage text before it: the
+    mistake is what the user needs to see; ``--help`` has the rest. Exit status 2 as before."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
     """The full parser; ``table`` adds plugin options to the run commands."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="trainhooks",
         description="A PyTorch training engine whose every lifecycle event is a pluggy hook.",
     )

@@ -22,7 +22,13 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     if trainer.hook_profile is not None:
         print(format_profile(trainer))
     if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
-        print(summary_line(result, trainer.epochs))
+        done, total = trainer.batch_idx + 1, trainer.num_train_batches
+        short = (
+            (done, total)
+            if result.history and not trainer.epoch_completed and (total is None or done < total)
+            else None
+        )
+        print(summary_line(result, trainer.epochs, cut_short=short))
     if trainer.interrupted:
         last = trainer.save_dir / "weights" / "last.pt"
         if last.exists() and trainer.is_global_zero:

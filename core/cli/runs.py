@@ -49,6 +49,8 @@ def _make_trainer(
     )
     if task.example_input is not None:
         trainer.example_input = task.example_input
+    # What the run trains, for plugins that title things (the plot: "digits · run train3").
+    trainer.task_name = task.name  # type: ignore[attr-defined]
     if not training:
         from trainhooks.checkpointing import load_weights
 
