@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import Monitor, logged_earlier
+from trainhooks.monitor import Monitor, logged_earlier
 
 
 def weights_are_finite(model: Any) -> bool:

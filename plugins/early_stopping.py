@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import Monitor, logged_earlier
+from trainhooks.monitor import Monitor, logged_earlier
 
 
 class EarlyStopping(trainhooks.Callback):

@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import logged_earlier, mode_from_name
+from trainhooks.monitor import logged_earlier, mode_from_name
 
 PER_STEP = ("OneCycleLR", "CyclicLR")
 
