@@ -21,7 +21,8 @@ from typing import Any
 from pluggy._hooks import varnames
 
 from trainhooks import hookspecs
-from trainhooks.errors import HookArgumentError, UnknownHookError
+from trainhooks.errors import ConfigError, HookArgumentError, UnknownHookError
+from trainhooks.options import set_given
 
 
 @lru_cache(maxsize=1)
@@ -48,11 +49,25 @@ class Callback:
       (installed and listed, but run only with ``-p NAME``).
     * ``rank_zero_only`` — in distributed runs, call this callback on global rank zero only.
 
-    Override :meth:`state_dict` / :meth:`load_state_dict` to have state saved in checkpoints.
+    Override :meth:`state_dict` / :meth:`load_state_dict` to have state saved in checkpoints,
+    and :meth:`on_fit_start` to start each ``fit()`` with fresh run state.
+
+    Settings are declared once as :class:`~trainhooks.Option` class attributes; the
+    constructor then takes them by name (or positionally, in declaration order) and checks
+    them, plus ``name=``: the instance's registration name (its ``stopped_by`` name, its key in
+    checkpoints, the name listings and errors show), which tells several instances of one class
+    apart. Without it the host names the instance (see :meth:`PluginHost.register`).
     """
 
     default_enabled: bool = True
     rank_zero_only: bool = False
+
+    def __init__(self, *args: Any, name: str | None = None, **settings: Any) -> None:
+        if name is not None:
+            if not isinstance(name, str) or not name.strip() or name.startswith("no:"):
+                raise ConfigError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
+            self.__dict__["_trainhooks_name"] = name
+        set_given(self, args, settings)
 
     def state_dict(self) -> dict[str, Any]:
         """State to save in checkpoints under ``checkpoint["plugins"][<plugin name>]``."""
@@ -69,6 +84,9 @@ class Callback:
 
     def configure(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Read options and prepare, once the trainer and its options exist."""
+
+    def on_fit_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires at the start of every `fit()`, before a resume restores state: reset run state here."""
 
     def on_pretrain_routine_start(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires first in `fit`, before the model is moved to its device and data is touched."""

@@ -332,6 +332,9 @@ class HookDispatcher:
     def configure(self) -> None:
         return self._dispatch("configure")()
 
+    def on_fit_start(self) -> None:
+        return self._dispatch("on_fit_start")()
+
     def on_pretrain_routine_start(self) -> None:
         return self._dispatch("on_pretrain_routine_start")()
 

@@ -184,6 +184,11 @@ def _location(obj: Any) -> str | None:
         return None
 
 
+def given_name(plugin: Any) -> str | None:
+    """The ``name=`` a :class:`~trainhooks.Callback` was built with, if any."""
+    return getattr(plugin, "__dict__", {}).get("_trainhooks_name") if not inspect.ismodule(plugin) else None
+
+
 def _instantiate(obj: Any) -> Any:
     """Entry points may name a module, an instance, or a class (instantiated with no arguments)."""
     return obj() if inspect.isclass(obj) else obj
@@ -219,8 +224,11 @@ class PluginHost(pluggy.PluginManager):
         """Validate and register ``plugin``; returns the name it is registered under.
 
         :param plugin: a module, or an object whose methods are hook implementations.
-        :param name: registration name (unique). Defaults to the class or module name, made
-            unique with a ``#2``-style suffix for repeated classes.
+        :param name: registration name (unique). Defaults to the ``name=`` the object was built
+            with (:class:`~trainhooks.Callback`), else the class or module name, made unique
+            with a ``#2``-style suffix for repeated classes (``EarlyStopping``,
+            ``EarlyStopping#2``). The name is the instance's key for its state in checkpoints:
+            give instances explicit names when their order may change between runs.
         :param callback_style: pick up every method named after a hook, marked or not. Defaults
             to true for :class:`~trainhooks.Callback` instances.
         :raises UnknownHookError, HookArgumentError: the plugin does not fit the hookspecs;
@@ -235,7 +243,7 @@ class PluginHost(pluggy.PluginManager):
                 "register each plugin object once",
                 plugin=self.get_name(plugin),
             )
-        name = name or self._default_name(plugin)
+        name = name or given_name(plugin) or self._default_name(plugin)
         if name in self._name2plugin and self._name2plugin[name] is not None:
             raise DuplicatePluginError(
                 f"a plugin named {name!r} is already registered ({self._name2plugin[name]!r}); "
@@ -489,7 +497,10 @@ class PluginHost(pluggy.PluginManager):
                 rec.hooks = self._declared_hooks(plugin)
                 continue
             try:
-                self.register(plugin, spec.name, source=rec.source, record=rec)
+                # A replacement built with name= keeps its name (the entry point's record moves).
+                registered = self.register(plugin, given_name(plugin) or spec.name, source=rec.source, record=rec)
+                if registered != spec.name:
+                    self.records.pop(spec.name, None)
             except PluginError as err:
                 self._fail(rec, err, strict)
 

@@ -35,6 +35,7 @@ VAL_LOOP: list[Step] = [
 LOOPS: dict[str, list[Step]] = {
     "setup (Trainer construction)": ["add_options", "configure"],
     "fit": [
+        "on_fit_start",
         "on_pretrain_routine_start",
         "on_pretrain_routine_end",
         "on_train_start",

@@ -44,7 +44,7 @@ from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
 from trainhooks.host import PluginHost
-from trainhooks.options import CORE_OPTIONS, collect_options
+from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
 
 log = logging.getLogger("trainhooks")
 
@@ -211,6 +211,9 @@ class Trainer:
         dist_sync_every: int = 1,
         fast_data: bool = True,
     ) -> None:
+        if save_dir is not None and (not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()):
+            # "" would silently mean the working directory.
+            raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -313,6 +316,7 @@ class Trainer:
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
         table = collect_options(host, reserved=CORE_OPTIONS)
         self.options: dict[str, Any] = table.resolve(options)
+        apply_options(host, self.options)  # declared settings (trainhooks.Option) see their values
         self.hooks.configure()
 
     # ------------------------------------------------------------------ public helpers
@@ -435,6 +439,7 @@ class Trainer:
         previous_handlers = self._install_signal_handlers()
         try:
             self._dist = distributed.start(self)  # distributed: process group (None in one process)
+            hooks.on_fit_start()  # per-run state starts afresh; a resume below restores it
             hooks.on_pretrain_routine_start()
             if self.seed is not None:
                 seed_everything(self.seed + self.rank)  # ranks differ in dropout/augmentation
@@ -957,11 +962,7 @@ class Trainer:
         self.global_step = int(checkpoint.get("global_step", 0))
         self.metrics = dict(checkpoint.get("metrics", {}))
         self.history = [dict(h) for h in checkpoint.get("history", [])]
-        for name, state in checkpoint.get("plugins", {}).items():
-            plugin = self.plugin_manager.get_plugin(name)
-            loader = getattr(plugin, "load_state_dict", None)
-            if plugin is not None and callable(loader):
-                loader(state)
+        checkpointing.restore_plugin_states(self.plugin_manager, checkpoint, path)
         self.hooks.on_load_checkpoint(checkpoint)
         return checkpoint
 

@@ -2,7 +2,7 @@
 
 Order within ``fit`` (also printed by ``trainhooks hooks --loop``)::
 
-    on_pretrain_routine_start, on_pretrain_routine_end, on_train_start
+    on_fit_start, on_pretrain_routine_start, on_pretrain_routine_end, on_train_start
     for each epoch:
         on_train_epoch_start
         for each batch:
@@ -29,8 +29,26 @@ if TYPE_CHECKING:
 
 
 @hookspec
+def on_fit_start(trainer: Trainer) -> None:
+    """Fires first in every ``fit()``: the per-run state hook. Reset run state here.
+
+    A plugin object outlives one run: the same callbacks serve a second ``fit()`` of the same
+    trainer, or a new trainer. Counters, best values, kept top-k lists, clocks and pending
+    reasons belong to one run, so built-in plugins start them afresh here, and so should yours
+    (settings stay: they were given once). It fires *before* a resume restores state
+    (``load_state_dict``, ``on_load_checkpoint``), so a resumed run continues with the
+    checkpoint's state, and a fresh run starts from nothing.
+
+    :param trainer: the trainer; ``epoch``/``global_step`` are 0 unless resuming (they are
+        restored afterwards); the model is not yet on its device.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
 def on_pretrain_routine_start(trainer: Trainer) -> None:
-    """Fires first in ``fit``, before the model is moved to its device and data is touched.
+    """Fires right after ``on_fit_start``, before the model is moved to its device and data is touched.
 
     :param trainer: the trainer; ``model``, ``optimizer``, ``epochs`` and ``save_dir`` are set.
 
