@@ -348,13 +348,13 @@ class Option:
 
     def __init__(
         self,
-        type: Any = str,  # noqa: A002 - the declaration reads like argparse's
+        type: Any = str,
         default: Any = None,
-        help: str = "",  # noqa: A002
+        help: str = "",
         *,
         choices: Sequence[Any] | None = None,
-        min: float | None = None,  # noqa: A002
-        max: float | None = None,  # noqa: A002
+        min: float | None = None,
+        max: float | None = None,
         flag: str | None = None,
         name: str | None = None,
     ) -> None:
@@ -417,7 +417,8 @@ class Option:
     def _bad(self, plugin: str, value: Any, why: str = "") -> ConfigError:
         setting = f"{self.name} ({self.flag})" if self.flag[2:] != self.name.replace("_", "-") else self.name
         return ConfigError(
-            f"plugin {plugin!r}: setting {setting} must be {self.describe()}, got {value!r}" + (f": {why}" if why else "")
+            f"plugin {plugin!r}: setting {setting} must be {self.describe()}, got {value!r}"
+            + (f": {why}" if why else "")
         )
 
     def check(self, value: Any, *, plugin: str) -> Any:

@@ -211,7 +211,9 @@ class Trainer:
         dist_sync_every: int = 1,
         fast_data: bool = True,
     ) -> None:
-        if save_dir is not None and (not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()):
+        if save_dir is not None and (
+            not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()
+        ):
             # "" would silently mean the working directory.
             raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
         if not isinstance(model, nn.Module):

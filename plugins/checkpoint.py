@@ -57,11 +57,16 @@ class ModelCheckpoint(trainhooks.Callback):
     every_n_steps = Option(
         int, 0, "also write last.pt every N steps, mid-epoch (0: off)", min=0, flag="save-every-n-steps"
     )
-    dirpath = Option(Path, None, "directory for the files, relative to the save dir (default: weights)", flag="ckpt-dir")
+    dirpath = Option(
+        Path, None, "directory for the files, relative to the save dir (default: weights)", flag="ckpt-dir"
+    )
 
-    top: list[tuple[float, int, str]] = []  # (value, epoch, file) best first; per instance once set
     _warned_missing = False
     _watch: Monitor | None = None
+
+    def __init__(self, *args: Any, **settings: Any) -> None:
+        super().__init__(*args, **settings)
+        self.top: list[tuple[float, int, str]] = []  # (value, epoch, file) best first
 
     @property
     def monitor(self) -> Monitor:
