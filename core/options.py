@@ -70,8 +70,8 @@ class OptionSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     option: Option | None = None
     """The :class:`Option` declaration it comes from (None for ``add_options`` options)."""
-    owner: type | None = None
-    """The plugin class that declared it: instances of one class share their options."""
+    owner: Any = None
+    """The plugin class (or module) that declared it: instances of one class share their options."""
 
     @property
     def default(self) -> Any:
@@ -245,12 +245,9 @@ def _ask_plugin(host: PluginHost, name: str, plugin: Any, *, active: bool) -> li
     impl = host.impl_for("add_options", plugin) if active else None
     fn = impl.function if impl is not None else _unregistered_add_options(host, plugin)
     own = OptionTable()
-    owner = plugin if inspect.ismodule(plugin) else type(plugin)
+    owner: Any = plugin if inspect.ismodule(plugin) else type(plugin)
     for option in declared_options(type(plugin)).values() if not inspect.ismodule(plugin) else ():
-        try:
-            own.add(option.spec(name, owner))
-        except PluginError:
-            raise
+        own.add(option.spec(name, owner))
     if fn is not None:
         try:
             call_add_options(fn, OptionGroup(name, own, owner))
@@ -476,7 +473,7 @@ class Option:
             raise self._bad(plugin, value)
         return value
 
-    def spec(self, plugin: str, owner: type | None = None) -> OptionSpec:
+    def spec(self, plugin: str, owner: Any = None) -> OptionSpec:
         """The :class:`OptionSpec` this declaration contributes to the option table."""
         kwargs: dict[str, Any] = {"default": self.default, "help": self.help}
         if self.type is bool:
