@@ -100,10 +100,12 @@ class UnknownHookError(PluginValidationError):
     """A hook implementation (or callback event) names no hook."""
 
     def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "") -> None:
+        from trainhooks.vocabulary import hook_suggestion
+
         place = f" ({where})" if where else ""
         super().__init__(
             f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
-            f"{did_you_mean(name, known)}. 'trainhooks hooks' lists them all",
+            f"{hook_suggestion(name, known)}. 'trainhooks hooks' lists them all",
             plugin=plugin,
             hook=name,
         )
@@ -112,12 +114,23 @@ class UnknownHookError(PluginValidationError):
 class HookArgumentError(PluginValidationError):
     """A hook implementation asks for an argument its hook does not pass."""
 
-    def __init__(self, argument: str, *, plugin: str, hook: str, allowed: Sequence[str], where: str = "") -> None:
+    def __init__(
+        self,
+        argument: str,
+        *,
+        plugin: str,
+        hook: str,
+        allowed: Sequence[str],
+        where: str = "",
+        hint: str = "",
+        message: str = "",
+    ) -> None:
         place = f" ({where})" if where else ""
         super().__init__(
-            f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
-            f"hook {hook!r}{did_you_mean(argument, allowed)}; it can take any of: "
-            f"{', '.join(allowed)}",
+            message
+            or f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
+            f"hook {hook!r}{'' if hint else did_you_mean(argument, allowed)}; it can take any of: "
+            f"{', '.join(allowed)}{hint}",
             plugin=plugin,
             hook=hook,
         )

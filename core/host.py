@@ -33,19 +33,19 @@ from importlib import metadata
 from typing import Any, Literal
 
 import pluggy
-from pluggy._hooks import varnames
 
 from trainhooks import hookspecs
-from trainhooks.callbacks import Callback, is_callback_stub
+from trainhooks.callbacks import Callback, check_arguments, is_callback_stub, looks_like_a_hook
 from trainhooks.errors import (
     DuplicatePluginError,
-    HookArgumentError,
     PluginError,
     PluginLoadError,
     PluginValidationError,
     UnknownHookError,
     UnknownPluginError,
 )
+from trainhooks.pluggy_compat import impl_list, name_table
+from trainhooks.vocabulary import CALLBACK_ALIASES
 
 Source = Literal["builtin", "entrypoint", "module", "api", "callback"]
 Status = Literal["active", "disabled", "available", "error", "not loaded"]
@@ -237,16 +237,16 @@ class PluginHost(pluggy.PluginManager):
         """
         if callback_style is None:
             callback_style = isinstance(plugin, Callback)
-        if any(p is plugin for p in self._name2plugin.values()):
+        if any(p is plugin for p in name_table(self).values()):
             raise DuplicatePluginError(
                 f"plugin {self.get_name(plugin)!r} ({plugin!r}) is already registered; "
                 "register each plugin object once",
                 plugin=self.get_name(plugin),
             )
         name = name or given_name(plugin) or self._default_name(plugin)
-        if name in self._name2plugin and self._name2plugin[name] is not None:
+        if name in name_table(self) and name_table(self)[name] is not None:
             raise DuplicatePluginError(
-                f"a plugin named {name!r} is already registered ({self._name2plugin[name]!r}); "
+                f"a plugin named {name!r} is already registered ({name_table(self)[name]!r}); "
                 "choose another name or disable the existing one",
                 plugin=name,
             )
@@ -290,7 +290,7 @@ class PluginHost(pluggy.PluginManager):
     def _default_name(self, plugin: Any) -> str:
         base = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__name__
         name, n = base, 1
-        while name in self._name2plugin:
+        while name in name_table(self):
             n += 1
             name = f"{base}#{n}"
         return name
@@ -298,11 +298,16 @@ class PluginHost(pluggy.PluginManager):
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         """pluggy's marker lookup, plus unmarked hook-named methods of callback objects."""
         opts: Any = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and id(plugin) in self._callback_style and name in self.spec_names:
+        if (
+            opts is None
+            and id(plugin) in self._callback_style
+            and (name in self.spec_names or name in CALLBACK_ALIASES)
+        ):
             method = getattr(plugin, name, None)
             if inspect.isroutine(method) or (callable(method) and name in getattr(plugin, "__dict__", {})):
                 if not is_callback_stub(plugin, name):
-                    opts = {}
+                    # The seed's vocabulary on callback objects: on_epoch_end is on_fit_epoch_end.
+                    opts = {"specname": CALLBACK_ALIASES[name]} if name in CALLBACK_ALIASES else {}
         if opts is not None and getattr(plugin, "rank_zero_only", False) is True:
             opts = dict(opts)
             opts["rank_zero_only"] = True
@@ -327,11 +332,8 @@ class PluginHost(pluggy.PluginManager):
                 if opts.get("optionalhook"):
                     continue
                 raise UnknownHookError(hook_name, plugin=name, known=self.spec_names, where=where)
-            argnames = varnames(getattr(plugin, attr))[0]
-            allowed = caller.spec.argnames
-            for arg in argnames:
-                if arg not in allowed:
-                    raise HookArgumentError(arg, plugin=name, hook=hook_name, allowed=allowed, where=where)
+            function = getattr(plugin, attr)
+            check_arguments(function, plugin=name, hook=hook_name, allowed=caller.spec.argnames, where=where)
 
     def _check_unmarked(self, plugin: Any, name: str, attr: str, callback_style: bool, where: str) -> None:
         if attr.startswith("_") or attr in NON_HOOK_METHODS:
@@ -345,7 +347,7 @@ class PluginHost(pluggy.PluginManager):
         if inspect.ismodule(plugin) and getattr(value, "__module__", None) != plugin.__name__:
             return  # imported helper, not the plugin's own function
         if callback_style:
-            if attr.startswith("on_") and not is_callback_stub(plugin, attr):
+            if not is_callback_stub(plugin, attr) and looks_like_a_hook(attr, self.spec_names):
                 raise UnknownHookError(attr, plugin=name, known=self.spec_names, where=where)
         elif attr in self.spec_names:
             warnings.warn(
@@ -381,7 +383,7 @@ class PluginHost(pluggy.PluginManager):
     def _reorder(self, caller: pluggy.HookCaller) -> None:
         """Make pluggy's call order: tryfirst, normal, trylast; FIFO within each group.
 
-        pluggy calls ``_hookimpls`` from the end backwards, wrappers (kept after plain
+        pluggy calls its implementation list from the end backwards, wrappers (kept after plain
         implementations) first. Sorting the list by (wrapper, group, -registration) in place
         gives exactly the documented order while pluggy's own caller keeps working.
         """
@@ -391,7 +393,7 @@ class PluginHost(pluggy.PluginManager):
             group = 0 if impl.trylast else 2 if impl.tryfirst else 1
             return (bool(impl.wrapper or impl.hookwrapper), group, -order.get(impl.plugin_name, 0))
 
-        caller._hookimpls.sort(key=key)
+        impl_list(caller).sort(key=key)
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever plugins are registered or unregistered (dispatch rebuild)."""
@@ -563,7 +565,7 @@ class PluginHost(pluggy.PluginManager):
         """The active plugin named ``name``, or a clear error."""
         plugin = self.get_plugin(name)
         if plugin is None:
-            raise UnknownPluginError(name, [n for n, p in self._name2plugin.items() if p is not None])
+            raise UnknownPluginError(name, [n for n, p in name_table(self).items() if p is not None])
         return plugin
 
     # ------------------------------------------------------------------ introspection
