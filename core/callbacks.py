@@ -114,6 +114,12 @@ class Callback:
     def on_before_optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, optimizer) Fires right before `optimizer.step()`."""
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, optimizer) Fires right after `optimizer.step()` (Ultralytics' `optimizer_step` event)."""
+
+    def on_params_update(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires once the step has updated the model's parameters, right after `optimizer_step`."""
+
     def on_before_zero_grad(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, optimizer) Fires after `optimizer.step()`, before gradients are cleared."""
 
@@ -155,6 +161,9 @@ class Callback:
 
     def on_predict_batch_start(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, batch, batch_idx) Fires for every prediction batch, before its forward pass."""
+
+    def on_predict_postprocess_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires for every prediction batch once its outputs are computed (the model's forward, or its `predict_step`), before they are collected: Ultralytics' `on_predict_postprocess_end`."""
 
     def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, batch, batch_idx, outputs) Fires after every prediction batch."""

@@ -360,6 +360,12 @@ class HookDispatcher:
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         return self._dispatch("on_before_optimizer_step")(optimizer)
 
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        return self._dispatch("optimizer_step")(optimizer)
+
+    def on_params_update(self) -> None:
+        return self._dispatch("on_params_update")()
+
     def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
         return self._dispatch("on_before_zero_grad")(optimizer)
 
@@ -411,6 +417,9 @@ class HookDispatcher:
 
     def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
         return self._dispatch("on_predict_batch_start")(batch, batch_idx)
+
+    def on_predict_postprocess_end(self, batch: Any, batch_idx: int, outputs: Any) -> None:
+        return self._dispatch("on_predict_postprocess_end")(batch, batch_idx, outputs)
 
     def on_predict_batch_end(self, batch: Any, batch_idx: int, outputs: Any) -> None:
         return self._dispatch("on_predict_batch_end")(batch, batch_idx, outputs)

@@ -559,6 +559,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             hooks.on_before_optimizer_step(optimizer)
             optimizer_step()
+            hooks.optimizer_step(optimizer)
+            hooks.on_params_update()
             hooks.on_before_zero_grad(optimizer)
             optimizer.zero_grad(set_to_none=True)
             self.global_step += 1
@@ -789,6 +791,7 @@ class Trainer:
                         self._capture_example(batch)
                     hooks.on_predict_batch_start(batch, batch_idx)
                     out = custom(batch) if custom is not None else model(_inputs(batch))
+                    hooks.on_predict_postprocess_end(batch, batch_idx, out)
                     results.append(out)
                     hooks.on_predict_batch_end(batch, batch_idx, out)
             hooks.on_predict_end()

@@ -7,7 +7,8 @@ Order within ``fit`` (also printed by ``trainhooks hooks --loop``)::
         on_train_epoch_start
         for each batch:
             on_train_batch_start, on_before_backward, on_after_backward,
-            on_before_optimizer_step, on_before_zero_grad, on_train_batch_end, should_stop
+            on_before_optimizer_step, optimizer_step, on_params_update, on_before_zero_grad,
+            on_train_batch_end, should_stop
         on_train_epoch_end
         on_val_start, (on_val_batch_start, on_val_batch_end)*, on_val_end
         on_fit_epoch_end, should_stop
@@ -130,6 +131,30 @@ def on_before_optimizer_step(trainer: Trainer, optimizer: torch.optim.Optimizer)
 
     :param trainer: the trainer.
     :param optimizer: the optimizer about to step.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def optimizer_step(trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """Fires right after ``optimizer.step()`` (Ultralytics' ``optimizer_step`` event).
+
+    :param trainer: the trainer.
+    :param optimizer: the optimizer that just stepped; gradients are still there.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_params_update(trainer: Trainer) -> None:
+    """Fires once the step has updated the model's parameters, right after ``optimizer_step``.
+
+    The place for state derived from the weights after every update (an EMA of the weights, a
+    weight-norm log); Ultralytics' ``on_params_update`` event.
+
+    :param trainer: the trainer; ``trainer.model`` holds the updated parameters.
 
     Return value: ignored.
     """

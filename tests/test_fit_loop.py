@@ -15,6 +15,8 @@ BATCH = [
     "on_before_backward",
     "on_after_backward",
     "on_before_optimizer_step",
+    "optimizer_step",
+    "on_params_update",
     "on_before_zero_grad",
     "on_train_batch_end",
     "should_stop",
