@@ -44,7 +44,7 @@ from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
 from trainhooks.host import PluginHost
-from trainhooks.options import CORE_OPTIONS, collect_options
+from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
 
 log = logging.getLogger("trainhooks")
 
@@ -211,6 +211,11 @@ class Trainer:
         dist_sync_every: int = 1,
         fast_data: bool = True,
     ) -> None:
+        if save_dir is not None and (
+            not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()
+        ):
+            # "" would silently mean the working directory.
+            raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -313,6 +318,7 @@ class Trainer:
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
         table = collect_options(host, reserved=CORE_OPTIONS)
         self.options: dict[str, Any] = table.resolve(options)
+        apply_options(host, self.options)  # declared settings (trainhooks.Option) see their values
         self.hooks.configure()
 
     # ------------------------------------------------------------------ public helpers
@@ -435,6 +441,7 @@ class Trainer:
         previous_handlers = self._install_signal_handlers()
         try:
             self._dist = distributed.start(self)  # distributed: process group (None in one process)
+            hooks.on_fit_start()  # per-run state starts afresh; a resume below restores it
             hooks.on_pretrain_routine_start()
             if self.seed is not None:
                 seed_everything(self.seed + self.rank)  # ranks differ in dropout/augmentation
@@ -552,6 +559,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             hooks.on_before_optimizer_step(optimizer)
             optimizer_step()
+            hooks.optimizer_step(optimizer)
+            hooks.on_params_update()
             hooks.on_before_zero_grad(optimizer)
             optimizer.zero_grad(set_to_none=True)
             self.global_step += 1
@@ -782,6 +791,7 @@ class Trainer:
                         self._capture_example(batch)
                     hooks.on_predict_batch_start(batch, batch_idx)
                     out = custom(batch) if custom is not None else model(_inputs(batch))
+                    hooks.on_predict_postprocess_end(batch, batch_idx, out)
                     results.append(out)
                     hooks.on_predict_batch_end(batch, batch_idx, out)
             hooks.on_predict_end()
@@ -957,11 +967,7 @@ class Trainer:
         self.global_step = int(checkpoint.get("global_step", 0))
         self.metrics = dict(checkpoint.get("metrics", {}))
         self.history = [dict(h) for h in checkpoint.get("history", [])]
-        for name, state in checkpoint.get("plugins", {}).items():
-            plugin = self.plugin_manager.get_plugin(name)
-            loader = getattr(plugin, "load_state_dict", None)
-            if plugin is not None and callable(loader):
-                loader(state)
+        checkpointing.restore_plugin_states(self.plugin_manager, checkpoint, path)
         self.hooks.on_load_checkpoint(checkpoint)
         return checkpoint
 

@@ -190,7 +190,7 @@ def _say(trainer: Trainer, message: str) -> None:
     """Runs before ``loss.backward()``; ``loss`` is still attached to the graph."""
     if trainer.batch_idx == 0:
         _say(trainer, f"first backward of epoch {trainer.epoch + 1}: loss={loss.item():.4f}")
-{% elif hook in ["on_before_optimizer_step", "on_before_zero_grad"] %}
+{% elif hook in ["on_before_optimizer_step", "optimizer_step", "on_before_zero_grad"] %}
     """Runs for every training batch (per-batch hooks should be cheap)."""
     if trainer.batch_idx == 0:
         _say(trainer, f"{{ hook }}: lr={optimizer.param_groups[0]['lr']:.3g}")
@@ -198,6 +198,10 @@ def _say(trainer: Trainer, message: str) -> None:
     """Runs for every batch (per-batch hooks should be cheap); this example reports the first."""
     if batch_idx == 0:
         _say(trainer, "{{ hook }}: first batch")
+{% elif hook == "on_params_update" %}
+    """Runs after every optimizer step once the parameters are updated (e.g. for an EMA of them)."""
+    if trainer.batch_idx == 0:
+        _say(trainer, "on_params_update: parameters updated")
 {% elif hook == "on_after_backward" %}
     """Runs for every training batch once the gradients are ready."""
     if trainer.batch_idx == 0:
