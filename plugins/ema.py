@@ -40,22 +40,34 @@ import math
 from typing import Any
 
 import trainhooks
+from trainhooks import Option
 
 USES = ("val", "checkpoint", "export")
 
 
-def parse_use_for(value: str | list[str] | tuple[str, ...]) -> frozenset[str]:
-    """``"val,checkpoint"`` → {"val", "checkpoint"}; ``"none"`` → {}; anything else is an error."""
+def parse_use_for(value: str | list[str] | tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    """a comma-separated subset of val, checkpoint, export, or none
+
+    ``"val,checkpoint"`` → {"val", "checkpoint"}; ``"none"`` → {}.
+    """
+    if isinstance(value, frozenset):
+        return value
     items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
     items = [v for v in items if v]
     if items == ["none"]:
         return frozenset()
     unknown = [v for v in items if v not in USES]
     if unknown or not items:
-        raise trainhooks.ConfigError(
-            f"ema: use_for must be a comma-separated subset of {', '.join(USES)}, or 'none'; got {value!r}"
-        )
+        raise ValueError(f"unknown: {', '.join(unknown)}" if unknown else "empty")
     return frozenset(items)
+
+
+def decay_value(value: str | float) -> float:
+    """a number from 0 to 1, 1 excluded"""
+    number = float(value.strip()) if isinstance(value, str) else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 <= number < 1.0:
+        raise ValueError("1 would never move the average")
+    return float(number)
 
 
 class EMA(trainhooks.Callback):
@@ -63,51 +75,21 @@ class EMA(trainhooks.Callback):
 
     default_enabled = False
 
-    def __init__(
-        self,
-        decay: float | None = None,
-        warmup: int | None = None,
-        every: int | None = None,
-        use_for: str | None = None,
-    ) -> None:
-        self._given: dict[str, Any] = {
-            "ema_decay": decay,
-            "ema_warmup": warmup,
-            "ema_every": every,
-            "ema_use_for": use_for,
-        }
-        self._set(decay, warmup, every, use_for)
+    decay = Option(decay_value, 0.9999, "decay of the weights' moving average", flag="ema-decay")
+    warmup = Option(
+        int, 2000, "warm-up in averaging steps: decay*(1-exp(-n/warmup)); 0: off", min=0, flag="ema-warmup"
+    )
+    every = Option(int, 1, "update the average every N optimizer steps", min=1, flag="ema-every")
+    use_for = Option(
+        parse_use_for,
+        "val,checkpoint,export",
+        "where the average replaces the weights: val, checkpoint, export (comma-separated) or none",
+        flag="ema-use-for",
+    )
+
+    def __init__(self, *args: Any, **settings: Any) -> None:
+        super().__init__(*args, **settings)
         self._reset()
-
-    # ------------------------------------------------------------------ settings
-    def _set(self, decay: Any, warmup: Any, every: Any, use_for: Any) -> None:
-        decay = 0.9999 if decay is None else decay
-        warmup = 2000 if warmup is None else warmup
-        every = 1 if every is None else every
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise trainhooks.ConfigError(f"ema: decay must be a number in [0, 1), got {decay!r}")
-        for name, value in (("warmup", warmup), ("every", every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "warmup" else 1):
-                bound = ">= 0 (0: no warm-up)" if name == "warmup" else ">= 1"
-                raise trainhooks.ConfigError(f"ema: {name} must be an integer {bound}, got {value!r}")
-        self.decay, self.warmup, self.every = float(decay), warmup, every
-        self.use_for = parse_use_for("val,checkpoint,export" if use_for is None else use_for)
-
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--ema-decay", type=float, default=0.9999, help="decay of the weights' moving average")
-        parser.add_option(
-            "--ema-warmup", type=int, default=2000, help="warm-up in averaging steps: decay*(1-exp(-n/warmup)); 0: off"
-        )
-        parser.add_option("--ema-every", type=int, default=1, help="update the average every N optimizer steps")
-        parser.add_option(
-            "--ema-use-for",
-            default="val,checkpoint,export",
-            help="where the average replaces the weights: val, checkpoint, export (comma-separated) or none",
-        )
-
-    def configure(self, trainer: trainhooks.Trainer) -> None:
-        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
-        self._set(opts["ema_decay"], opts["ema_warmup"], opts["ema_every"], opts["ema_use_for"])
 
     # ------------------------------------------------------------------ run state
     def _reset(self) -> None:
@@ -119,7 +101,7 @@ class EMA(trainhooks.Callback):
         self._loaded: dict[str, Any] | None = None
         self._backup: list[Any] | None = None
 
-    def on_pretrain_routine_start(self, trainer: trainhooks.Trainer) -> None:
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
         # A new fit starts a new average; a resume then restores the saved one (load_state_dict).
         self._restore()
         self._reset()

@@ -176,15 +176,16 @@ def test_resume_continues_the_same_average_exactly(tmp_path, where) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"decay": 1.0}, "decay must be a number in [0, 1)"),
-        ({"every": 0}, "every must be an integer >= 1"),
-        ({"warmup": 2.5}, "warmup must be an integer >= 0"),
-        ({"use_for": "val,best"}, "use_for must be a comma-separated subset of val, checkpoint, export"),
+        ({"decay": 1.0}, "setting decay (--ema-decay) must be a number from 0 to 1, 1 excluded, got 1.0"),
+        ({"every": 0}, "setting every (--ema-every) must be an integer >= 1, got 0"),
+        ({"warmup": 2.5}, "setting warmup (--ema-warmup) must be an integer >= 0, got 2.5"),
+        ({"use_for": "val,best"}, "must be a comma-separated subset of val, checkpoint, export, or none, got 'val,best'"),
     ],
 )
 def test_bad_settings_are_clear_errors(kwargs, message) -> None:
-    with pytest.raises(trainhooks.ConfigError, match=message.replace("[", r"\[").replace(")", r"\)")):
+    with pytest.raises(trainhooks.ConfigError) as info:
         EMA(**kwargs)
+    assert message in str(info.value)
 
 
 def test_cli_fit_then_validate_reproduces_the_best_epoch(tmp_path, monkeypatch, capsys) -> None:
@@ -200,5 +201,7 @@ def test_cli_fit_then_validate_reproduces_the_best_epoch(tmp_path, monkeypatch, 
     printed = capsys.readouterr().out
     value = float(printed.split("val/loss")[1].split()[0])
     assert value == pytest.approx(best, abs=1e-4)
-    assert cli.main(["fit", "-p", "ema", "--ema-every", "0", "--save-dir", "bad"]) == 2
-    assert "ema: every must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a usage error: argparse's one line
+        cli.main(["fit", "-p", "ema", "--ema-every", "0", "--save-dir", "bad"])
+    assert info.value.code == 2
+    assert "setting every (--ema-every) must be an integer >= 1, got 0" in capsys.readouterr().err
