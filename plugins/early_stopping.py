@@ -7,13 +7,26 @@ Semantics are Keras'/Lightning's: after each epoch (``should_stop`` at epoch end
 ``monitor`` metric is compared with the best so far; an improvement must be larger than
 ``min_delta``; after ``patience`` epochs without one, training stops with a reason naming the
 metric, the best value and its epoch. ``stop_at`` stops as soon as the metric reaches a threshold
-(``<=`` in min mode, ``>=`` in max mode). Differences: ``mode="auto"`` infers min/max from the
-metric's name; the counter and best value are saved in checkpoints, so a resumed run continues
-counting where it left off.
+(``<=`` in min mode, ``>=`` in max mode; Lightning's ``stopping_threshold``). Each epoch, in order:
+
+1. ``check_finite`` (on; Lightning's): a NaN or infinite value stops at once, naming it. (Keras
+   has no such check: NaN never improves, so it only counts towards ``patience``; turn
+   ``check_finite`` off for that.) It applies during ``start_from_epoch`` too: a broken run is
+   not a warm-up.
+2. ``start_from_epoch`` (Keras'): the first N epochs neither count nor set the best value.
+3. ``divergence_threshold`` (Lightning's): a value worse than it (``>`` in min mode, ``<`` in max
+   mode) stops at once: the run has diverged, waiting for patience is pointless.
+4. ``stop_at``, then the improvement test. With ``baseline`` (Keras'), the counter restarts only
+   on epochs that improve on the best value *and* beat the baseline, so a run that never beats
+   it stops after ``patience`` epochs; an epoch that improves never stops training.
+
+Differences: ``mode="auto"`` infers min/max from the metric's name; the counter and best value
+are saved in checkpoints, so a resumed run continues counting where it left off.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import trainhooks
@@ -36,6 +49,14 @@ class EarlyStopping(trainhooks.Callback):
     mode = Option(str, "auto", "minimise or maximise the metric", choices=("auto", "min", "max"), flag="es-mode")
     min_delta = Option(float, 0.0, "smallest change that counts as an improvement", min=0)
     stop_at = Option(float, None, "stop as soon as the metric reaches this value")
+    check_finite = Option(bool, True, "stop when the metric is NaN or infinite", flag="es-check-finite")
+    divergence_threshold = Option(
+        float, None, "stop at once when the metric is worse than this", flag="es-divergence-threshold"
+    )
+    baseline = Option(float, None, "a value the metric must beat: patience runs until it does", flag="es-baseline")
+    start_from_epoch = Option(
+        int, 0, "epochs of warm-up before the metric is watched", min=0, flag="es-start-from-epoch"
+    )
 
     wait = 0
     reason: str | None = None
@@ -61,20 +82,56 @@ class EarlyStopping(trainhooks.Callback):
         if watch.missing_now(trainer):
             return  # a metric logged every few epochs: only the epochs that log it count
         value = watch.read(trainer.metrics, "early_stopping")
-        name = watch.metric
-        self.wait = 0 if watch.update(value, trainer.epoch) else self.wait + 1
+        name, epoch = watch.metric, trainer.epoch
+        if self.check_finite and not math.isfinite(value):
+            self.reason = (
+                f"{name} is {value} at epoch {epoch + 1}, not a finite number ({self._best_text(watch)}); "
+                "check_finite stops here"
+            )
+            return
+        if epoch < self.start_from_epoch:
+            return  # warm-up (Keras' start_from_epoch): not counted, not a best value
+        threshold = self.divergence_threshold
+        if threshold is not None and (value > threshold if watch.mode == "min" else value < threshold):
+            self.reason = (
+                f"{name} {value:.6g} is worse than divergence_threshold {threshold:g} at epoch {epoch + 1}; "
+                f"{self._best_text(watch)}"
+            )
+            return
+        improved = watch.update(value, epoch)
         if self.stop_at is not None:
             reached = value <= self.stop_at if watch.mode == "min" else value >= self.stop_at
             if reached:
-                self.reason = f"{name} reached {value:.6g} (stop_at {self.stop_at:g}) at epoch {trainer.epoch + 1}"
+                self.reason = f"{name} reached {value:.6g} (stop_at {self.stop_at:g}) at epoch {epoch + 1}"
                 return
-        if self.wait and self.wait >= self.patience:
-            best = watch.best
-            best_txt = f"{best:.6g}" if best is not None else "nan"
-            self.reason = (
-                f"{name} did not improve for {self.wait} epochs (patience {self.patience}); "
-                f"best {best_txt} at epoch {(watch.best_epoch or 0) + 1}"
-            )
+        # Keras' counting: every watched epoch counts; one that improves restarts the count
+        # if it also beats the baseline, and never stops training itself.
+        self.wait += 1
+        if improved:
+            if self.baseline is None or self._beats(watch, value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience:
+            if self.baseline is not None and not self._beats(watch, watch.best, self.baseline):
+                why = f"did not beat baseline {self.baseline:g} in {self.wait} epochs (patience {self.patience})"
+            else:
+                why = f"did not improve for {self.wait} epochs (patience {self.patience})"
+            self.reason = f"{name} {why}; {self._best_text(watch)}"
+
+    @staticmethod
+    def _best_text(watch: Monitor) -> str:
+        if watch.best is None:
+            return "no best value yet"
+        return f"best {watch.best:.6g} at epoch {(watch.best_epoch or 0) + 1}"
+
+    @staticmethod
+    def _beats(watch: Monitor, value: float | None, reference: float) -> bool:
+        """``value`` better than ``reference`` by more than ``min_delta`` (Keras' baseline test)."""
+        if value is None or math.isnan(value):
+            return False
+        if watch.mode == "min":
+            return value < reference - watch.min_delta
+        return value > reference + watch.min_delta
 
     def should_stop(self, trainer: trainhooks.Trainer) -> str | None:
         return self.reason
