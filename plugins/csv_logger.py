@@ -6,6 +6,11 @@ was written, from a later ``on_fit_epoch_end``); when a metric appears that earl
 rewritten (atomically) with the wider header and blank cells for the old rows, so columns never
 shift. ``epoch`` is 1-based, as in the progress lines; a resumed run continues the file
 without duplicated or missing epochs.
+
+Keras' CSVLogger options: ``--csv-separator ';'`` (``separator``; ``\t`` for tabs) and
+``--csv-append`` (``append=True``): the rows already in the file (earlier runs) are kept and this
+run's rows are added after them, with a ``run`` column (``trainer.name``) telling runs apart;
+point several runs at one file with ``--csv-file /path/all-runs.csv``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import trainhooks
+from trainhooks import Option
+
+
+def single_character(value: str) -> str:
+    """a single character (``,``, ``;``, ``\\t``)"""
+    text = {"\\t": "\t", "tab": "\t"}.get(value, value) if isinstance(value, str) else value
+    if not isinstance(text, str) or len(text) != 1 or text in '\r\n"':
+        raise ValueError("the csv module needs one character, not a newline or a quote")
+    return text
 
 
 class CSVLogger(trainhooks.Callback):
@@ -25,49 +39,81 @@ class CSVLogger(trainhooks.Callback):
 
     rank_zero_only = True
 
-    def __init__(self, filename: str = "metrics.csv") -> None:
-        self.filename = filename
+    filename = Option(str, "metrics.csv", "file name in save_dir, or a path of its own", flag="csv-file")
+    separator = Option(single_character, ",", "column separator (Keras' separator)", flag="csv-separator")
+    append = Option(
+        bool, False, "keep the file's rows from earlier runs and add this run's (Keras' append)", flag="csv-append"
+    )
+
+    def __init__(self, filename: str | None = None, **settings: Any) -> None:
+        if filename is not None:
+            settings["filename"] = filename
+        super().__init__(**settings)
         self.header: list[str] = []
         self.rows_written = 0
         self._last_row: dict[str, float] | None = None  # the newest row as written
+        self._earlier: list[dict[str, str]] = []  # append mode: rows of earlier runs
+        self._earlier_header: list[str] = []
+        self._resumed = False
 
     def path(self, trainer: trainhooks.Trainer) -> Path:
-        return trainer.save_dir / self.filename
+        return trainer.save_dir / self.filename  # an absolute filename stays itself
+
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
+        self.header, self.rows_written, self._last_row = [], 0, None
+        self._earlier, self._earlier_header, self._resumed = [], [], False
+        path = self.path(trainer)
+        if self.append and path.is_file():
+            with path.open(newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh, delimiter=self.separator)
+                self._earlier = list(reader)
+                self._earlier_header = list(reader.fieldnames or [])
+
+    def _header(self, trainer: trainhooks.Trainer) -> list[str]:
+        keys = list(dict.fromkeys(k for row in trainer.history for k in row))
+        if not self.append:
+            return ["epoch", *keys]
+        old = [k for k in self._earlier_header if k not in ("run", "epoch")]
+        return ["run", "epoch", *dict.fromkeys([*old, *keys])]
 
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
         path = self.path(trainer)
-        keys = list(dict.fromkeys(k for row in trainer.history for k in row))
-        header = ["epoch", *keys]
+        header = self._header(trainer)
         n = len(trainer.history)
         # A plugin that logs in on_fit_epoch_end after this one (no tryfirst) changes the row
         # already written: caught here one epoch later (and at train end), by a rewrite.
         previous_unchanged = n < 2 or self._last_row == trainer.history[-2]
-        if header == self.header and self.rows_written == n - 1 and previous_unchanged and path.exists():
+        fast = not self.append and header == self.header and self.rows_written == n - 1 and previous_unchanged
+        if fast and path.exists():
             with path.open("a", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerow(self._row(header, n - 1, trainer.history[-1]))
+                csv.writer(fh, delimiter=self.separator).writerow(self._row(header, n - 1, trainer.history[-1]))
         else:
-            self._rewrite(path, header, trainer.history)
+            self._rewrite(path, header, trainer)
         self.header, self.rows_written = header, n
         self._last_row = dict(trainer.history[-1]) if n else None
         trainer.log_artifact("metrics.csv", path)
 
     def on_train_end(self, trainer: trainhooks.Trainer) -> None:
         if trainer.history and self._last_row is not None and self._last_row != trainer.history[-1]:
-            self._rewrite(
-                self.path(trainer), ["epoch", *dict.fromkeys(k for r in trainer.history for k in r)], trainer.history
-            )
+            self._rewrite(self.path(trainer), self._header(trainer), trainer)
             self._last_row = dict(trainer.history[-1])
 
-    @staticmethod
-    def _row(header: list[str], index: int, metrics: dict[str, float]) -> list[Any]:
+    def _row(self, header: list[str], index: int, metrics: dict[str, float], run: str = "") -> list[Any]:
+        if header[:1] == ["run"]:
+            return [run, index + 1, *(metrics.get(k, "") for k in header[2:])]
         return [index + 1, *(metrics.get(k, "") for k in header[1:])]
 
-    def _rewrite(self, path: Path, header: list[str], history: list[dict[str, float]]) -> None:
+    def _rewrite(self, path: Path, header: list[str], trainer: trainhooks.Trainer) -> None:
         buf = io.StringIO()
-        writer = csv.writer(buf)
+        writer = csv.writer(buf, delimiter=self.separator)
         writer.writerow(header)
-        for i, metrics in enumerate(history):
-            writer.writerow(self._row(header, i, metrics))
+        earlier = self._earlier
+        if self._resumed:  # this run's own rows from before the checkpoint come from its history
+            earlier = [row for row in earlier if row.get("run") != trainer.name]
+        for row in earlier:
+            writer.writerow([row.get(k) or "" for k in header])
+        for i, metrics in enumerate(trainer.history):
+            writer.writerow(self._row(header, i, metrics, trainer.name))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
@@ -86,3 +132,4 @@ class CSVLogger(trainhooks.Callback):
         # duplicate or lose rows, even if the file on disk ran ahead of the checkpoint.
         self.rows_written = -1
         self.header = list(state_dict.get("header", []))
+        self._resumed = True

@@ -76,9 +76,7 @@ class EMA(trainhooks.Callback):
     default_enabled = False
 
     decay = Option(decay_value, 0.9999, "decay of the weights' moving average", flag="ema-decay")
-    warmup = Option(
-        int, 2000, "warm-up in averaging steps: decay*(1-exp(-n/warmup)); 0: off", min=0, flag="ema-warmup"
-    )
+    warmup = Option(int, 2000, "warm-up in averaging steps: decay*(1-exp(-n/warmup)); 0: off", min=0, flag="ema-warmup")
     every = Option(int, 1, "update the average every N optimizer steps", min=1, flag="ema-every")
     use_for = Option(
         parse_use_for,

@@ -7,6 +7,16 @@ Default on. Works with any ``torch.optim.lr_scheduler``:
 * ``OneCycleLR`` and ``CyclicLR`` step after every optimizer step (they are defined per step);
 * every other scheduler steps once per epoch, after validation.
 
+Each reduction by ``ReduceLROnPlateau`` is reported as a line (and kept in ``reductions``)::
+
+    lr: ReduceLROnPlateau reduced the learning rate 1.00e-03 -> 5.00e-04 after epoch 7 (val/loss 0.4121; best 0.3987, patience 2)
+
+Keras users, note: torch's ``ReduceLROnPlateau`` counts both ``patience`` and ``cooldown`` one
+further than Keras'. torch reduces when the epochs without improvement *exceed* ``patience``
+(Keras: *reach* it), and ignores ``cooldown`` epochs after a reduction (Keras: ``cooldown - 1``,
+as the epoch its countdown ends is counted). Keras' ``patience=P, cooldown=C`` is torch's
+``patience=P - 1, cooldown=C - 1`` (``C = 0`` stays 0).
+
 ``--lr-interval epoch|step`` overrides the choice. The engine records ``lr`` (first parameter
 group, the rate used during the epoch); with several parameter groups this plugin also logs
 ``lr/pg0``, ``lr/pg1``, ... (also the rates used during the epoch). It steps before the checkpoint plugin saves, so a checkpoint holds
@@ -37,6 +47,7 @@ class LRScheduler(trainhooks.Callback):
         # A new run: a ReduceLROnPlateau forgets the previous run's best value and bad-epoch
         # count (a resume restores the scheduler's state afterwards).
         self.resolved = None
+        self.reductions: list[str] = []
         scheduler = trainer.lr_scheduler
         if scheduler is not None and self._is_plateau(scheduler):
             scheduler.best = scheduler.mode_worse
@@ -94,6 +105,18 @@ class LRScheduler(trainhooks.Callback):
                     f"lr: ReduceLROnPlateau monitors {self.monitor!r}, which is not in trainer.metrics "
                     f"(available: {', '.join(sorted(trainer.metrics))})"
                 )
-            scheduler.step(trainer.metrics[self.monitor])
+            before = [float(g["lr"]) for g in trainer.optimizer.param_groups]
+            value = trainer.metrics[self.monitor]
+            scheduler.step(value)
+            after = [float(g["lr"]) for g in trainer.optimizer.param_groups]
+            if any(a < b for a, b in zip(after, before)):
+                message = (
+                    f"lr: ReduceLROnPlateau reduced the learning rate {before[0]:.2e} -> {after[0]:.2e} after "
+                    f"epoch {trainer.epoch + 1} ({self.monitor} {value:.4g}; best {float(scheduler.best):.4g}, "
+                    f"patience {scheduler.patience})"
+                )
+                self.reductions.append(message)
+                if trainer.verbose and trainer.is_global_zero:
+                    print(message, flush=True)
         else:
             scheduler.step()

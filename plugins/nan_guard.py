@@ -5,6 +5,10 @@ loss value synchronises with the device, so on GPUs you may check every N steps 
 (``--nan-check-every N``): losses are kept on the device and checked together, and the first
 bad step is still reported exactly (training stops at the check). On the CPU the check costs
 about a microsecond per step.
+
+``--nan-raise-error`` (``raise_error=True``, Keras' ``TerminateOnNaN(raise_error=True)``) raises
+:class:`NonFiniteLossError` instead: the run fails (``on_exception`` fires, ``on_train_end``
+does not, the command exits 1) rather than ending as a clean stop.
 """
 
 from __future__ import annotations
@@ -16,10 +20,17 @@ import trainhooks
 from trainhooks import Option
 
 
+class NonFiniteLossError(trainhooks.TrainhooksError, FloatingPointError):
+    """The training loss became NaN or infinite and ``raise_error`` is on."""
+
+
 class NaNGuard(trainhooks.Callback):
     """Stop training on a non-finite loss."""
 
     check_every = Option(int, 1, "check the loss every N steps (1: every step)", min=1, flag="nan-check-every")
+    raise_error = Option(
+        bool, False, "raise NonFiniteLossError instead of stopping cleanly (Keras' raise_error)", flag="nan-raise-error"
+    )
 
     reason: str | None = None
 
@@ -27,7 +38,7 @@ class NaNGuard(trainhooks.Callback):
         self.pending: list[tuple[Any, int, int, int]] = []
         self.reason = None
 
-    def on_train_batch_end(self, trainer: trainhooks.Trainer, batch_idx: int, outputs: dict[str, Any]) -> None:
+    def _watch(self, trainer: trainhooks.Trainer, batch_idx: int, outputs: dict[str, Any]) -> None:
         loss = outputs["loss"]
         if self.check_every == 1:
             value = float(loss.item())
@@ -53,6 +64,13 @@ class NaNGuard(trainhooks.Callback):
     @staticmethod
     def _describe(value: float, step: int, epoch: int, batch_idx: int) -> str:
         return f"loss became {value} at step {step} (epoch {epoch + 1}, batch {batch_idx + 1})"
+
+    def on_train_batch_end(self, trainer: trainhooks.Trainer, batch_idx: int, outputs: dict[str, Any]) -> None:
+        self._watch(trainer, batch_idx, outputs)
+        if self.reason is not None and self.raise_error:
+            # Keras' TerminateOnNaN(raise_error=True): fail the run (on_exception fires, the
+            # command exits 1) instead of a clean stop that runs on_train_end.
+            raise NonFiniteLossError(self.reason)
 
     def should_stop(self, trainer: trainhooks.Trainer) -> str | None:
         return self.reason

@@ -150,3 +150,57 @@ def test_settings_survive_a_resume(tmp_path) -> None:
     trainer(2).fit(train, val)  # epoch 1 sets the best, epoch 2 does not improve: wait = 2
     result = trainer(10).fit(train, val, resume=tmp_path / "run" / "weights" / "last.pt")
     assert result.epochs_completed == 3 and "did not beat baseline 1.5 in 3 epochs" in result.stop_reason
+
+
+# --------------------------------------------------------------------------- nan_guard, csv, lr
+def test_nan_guard_raise_error_fails_the_run(make_trainer, loaders, tmp_path, monkeypatch, capsys) -> None:
+    from trainhooks.plugins.nan_guard import NaNGuard, NonFiniteLossError
+
+    def nan_loss(outputs, targets):
+        return torch.nn.functional.cross_entropy(outputs, targets) * float("nan")
+
+    ended = []
+    trainer = make_trainer(
+        plugins=[NaNGuard(raise_error=True)],
+        callbacks=[trainhooks.LambdaCallback(on_train_end=lambda t: ended.append(1))],
+        loss_fn=nan_loss,
+    )
+    with pytest.raises(trainhooks.HookError) as info:
+        trainer.fit(*loaders)
+    assert isinstance(info.value.original, NonFiniteLossError) and isinstance(info.value.original, FloatingPointError)
+    assert "loss became nan at step 1 (epoch 1, batch 1)" in str(info.value)
+    assert ended == []  # Keras: raise_error skips on_train_end
+    clean = make_trainer(plugins=[NaNGuard()], loss_fn=nan_loss, save_dir=tmp_path / "clean").fit(*loaders)
+    assert clean.stopped_by == "NaNGuard" and clean.global_step == 1  # the default: a clean stop
+
+
+def test_csv_separator_and_append_mode_across_runs(tmp_path, monkeypatch) -> None:
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    shared = tmp_path / "all.csv"
+    common = ["fit", "--epochs", "2", "--quiet", "--csv-file", str(shared), "--csv-separator", ";"]
+    assert cli.main([*common, "--save-dir", "a", "--csv-append"]) == 0
+    assert cli.main([*common, "--save-dir", "b", "--csv-append", "-p", "early_stopping"]) == 0
+    rows = list(csv.DictReader(shared.open(), delimiter=";"))
+    assert [(r["run"], r["epoch"]) for r in rows] == [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")]
+    assert all(float(r["val/loss"]) > 0 for r in rows)
+    assert cli.main([*common, "--save-dir", "c"]) == 0  # without append: the file is this run's only
+    rows = list(csv.DictReader(shared.open(), delimiter=";"))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and "run" not in rows[0]
+
+
+def test_lr_reports_each_plateau_reduction_and_counts_patience_as_torch_does(make_trainer, loaders, capsys) -> None:
+    from trainhooks.plugins.lr_scheduler import LRScheduler
+
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)  # too small to move val/loss after epoch 1
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    plugin = LRScheduler()
+    trainer = make_trainer(model=model, optimizer=opt, lr_scheduler=sched, plugins=[plugin], epochs=7)
+    trainer.fit(*loaders)
+    # torch reduces once the bad epochs *exceed* patience: epochs 2, 3, 4 are bad -> after epoch 4
+    # (Keras, with patience=2, would reduce after epoch 3).
+    assert [m.split(" after epoch ")[1].split()[0] for m in plugin.reductions] == ["4", "7"]
+    assert plugin.reductions[0].startswith("lr: ReduceLROnPlateau reduced the learning rate 1.00e-06 -> 5.00e-07")
+    assert capsys.readouterr().out.count("lr: ReduceLROnPlateau reduced") == 2

@@ -179,7 +179,10 @@ def test_resume_continues_the_same_average_exactly(tmp_path, where) -> None:
         ({"decay": 1.0}, "setting decay (--ema-decay) must be a number from 0 to 1, 1 excluded, got 1.0"),
         ({"every": 0}, "setting every (--ema-every) must be an integer >= 1, got 0"),
         ({"warmup": 2.5}, "setting warmup (--ema-warmup) must be an integer >= 0, got 2.5"),
-        ({"use_for": "val,best"}, "must be a comma-separated subset of val, checkpoint, export, or none, got 'val,best'"),
+        (
+            {"use_for": "val,best"},
+            "must be a comma-separated subset of val, checkpoint, export, or none, got 'val,best'",
+        ),
     ],
 )
 def test_bad_settings_are_clear_errors(kwargs, message) -> None:
