@@ -159,7 +159,7 @@ def test_user_task_gets_only_the_parameters_it_accepts(tmp_path, capsys, monkeyp
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "after 1 of 1 epochs (2 steps" in out
+    assert "after 1 of 1 epoch (2 steps" in out
 
 
 def test_task_and_plugin_modules_in_the_current_directory(tmp_path, capsys, monkeypatch) -> None:
