@@ -87,7 +87,9 @@ def run_params(trainer: Trainer) -> dict[str, ParamValue]:
     for name in sorted(enabled):
         for spec in host.records[name].options or ():
             value = trainer.options.get(spec.dest, spec.default)
-            params[f"{name}.{spec.dest}"] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+            params[f"{name}.{spec.dest}"] = (
+                value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+            )
     return params
 
 
@@ -143,6 +145,14 @@ class TrackerSink(Callback):
         """End the run with ``status``: ``"FINISHED"``, ``"FAILED"`` or ``"KILLED"``."""
         raise NotImplementedError(f"{type(self).__name__} must implement close_run(status)")
 
+    def log_step_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record per-step values (names end in ``_step``) at ``step`` = global step.
+
+        Defaults to :meth:`log_metrics`; a tracker whose runs have one increasing step counter
+        (W&B) overrides it to put these on their own axis.
+        """
+        self.log_metrics(metrics, step)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         """Attach string tags to the run (``task``, ``trainhooks_version``, ``stop_reason``)."""
 
@@ -182,7 +192,7 @@ class TrackerSink(Callback):
     def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None:
         if self.run_id is not None:
             named = {(k if k.endswith("_step") else f"{k}_step"): float(v) for k, v in metrics.items()}
-            self.log_metrics(named, int(step))
+            self.log_step_metrics(named, int(step))
 
     def on_model_save(self, trainer: Trainer, path: Path) -> None:
         path = Path(path)
@@ -217,4 +227,3 @@ class TrackerSink(Callback):
             self.close_run(status)
             self.status = status
             self.run_id = None
-

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("trainhooks_mlflow", reason="install the plugin: pip install -e integrations/trainhooks-mlflow")
+
 import torch
 from mlflow import MlflowClient
 
@@ -30,7 +33,9 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # nothing lands in the repository (./mlruns would)
 
 
-def make_trainer(save_dir: Path, *, epochs: int = 3, plugins: list[Any] | None = None, **kwargs: Any) -> trainhooks.Trainer:
+def make_trainer(
+    save_dir: Path, *, epochs: int = 3, plugins: list[Any] | None = None, **kwargs: Any
+) -> trainhooks.Trainer:
     model = tiny_model()
     return trainhooks.Trainer(
         model,
@@ -88,9 +93,10 @@ def test_run_reads_back_params_metrics_tags_artifacts_and_status(tmp_path: Path)
     assert weights == {"weights/best.pt", "weights/last.pt"}
     local = Path(client.download_artifacts(run.info.run_id, "weights/last.pt", str(tmp_path / "dl")))
     assert local.read_bytes() == (save_dir / "weights" / "last.pt").read_bytes()  # the final file
-    assert Path(client.download_artifacts(run.info.run_id, "metrics.csv", str(tmp_path / "dl"))).read_text() == (
-        save_dir / "metrics.csv"
-    ).read_text()
+    assert (
+        Path(client.download_artifacts(run.info.run_id, "metrics.csv", str(tmp_path / "dl"))).read_text()
+        == (save_dir / "metrics.csv").read_text()
+    )
     assert not (tmp_path / "mlruns").exists()
 
 
@@ -160,11 +166,27 @@ def test_cli_opt_in_task_tag_and_listing(tmp_path: Path, capsys: pytest.CaptureF
     assert listed["mlflow"]["status"] == "available"  # opt-in: installed is not enabled
 
     save_dir = tmp_path / "cli"
-    assert cli.main(["fit", "--epochs", "1", "--save-dir", str(save_dir), "-q", "-p", "mlflow", "--mlflow-experiment", "digits"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                "--epochs",
+                "1",
+                "--save-dir",
+                str(save_dir),
+                "--quiet",
+                "-p",
+                "mlflow",
+                "--mlflow-experiment",
+                "digits",
+            ]
+        )
+        == 0
+    )
     client, run = only_run(sqlite_uri(save_dir))
     assert client.get_experiment(run.info.experiment_id).name == "digits"
     assert run.data.tags["task"] == "digits"
     assert run.info.status == "FINISHED"
 
-    assert cli.main(["fit", "--epochs", "1", "--save-dir", str(tmp_path / "plain"), "-q"]) == 0
+    assert cli.main(["fit", "--epochs", "1", "--save-dir", str(tmp_path / "plain"), "--quiet"]) == 0
     assert not (tmp_path / "plain" / "mlflow.db").exists()  # not enabled by default
