@@ -119,6 +119,8 @@ class TrackerSink(Callback):
     run_id: str | None = None
     resumed: bool = False
     status: str | None = None
+    _resume_id: str | None = None
+    _error: str | None = None
 
     # ------------------------------------------------------------------ what a tracker implements
     def open_run(self, trainer: Trainer, run_id: str | None) -> str:
@@ -169,11 +171,11 @@ class TrackerSink(Callback):
     def on_pretrain_routine_start(self, trainer: Trainer) -> None:
         # A new fit() starts clean; a resume (which follows) brings the run id back.
         self.run_id, self.resumed, self.status = None, False, None
-        self._resume_id: str | None = None
+        self._resume_id, self._error = None, None
         self._files: dict[str, Path] = {}
 
     def on_train_start(self, trainer: Trainer) -> None:
-        resume_id = getattr(self, "_resume_id", None)
+        resume_id = self._resume_id
         self.run_id = self.open_run(trainer, resume_id)
         self.resumed = resume_id is not None and self.run_id == resume_id
         import trainhooks
@@ -220,7 +222,7 @@ class TrackerSink(Callback):
             for name, path in sorted(files.items()):
                 if path.is_file():
                     self.log_artifact(path, name)
-            reason = trainer.stop_reason if status != FAILED else getattr(self, "_error", None)
+            reason = trainer.stop_reason if status != FAILED else self._error
             if reason:
                 self.set_tags({"stop_reason": str(reason)[:4000]})
         finally:
