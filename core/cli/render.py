@@ -85,4 +85,7 @@ def hook_reference_markdown() -> str:
             flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
             tag = f" *({', '.join(flags)})*" if flags else ""
             out += [f"### `{name}({', '.join(spec.argnames)})`{tag}", "", inspect.getdoc(spec.function) or "", ""]
+    from trainhooks.vocabulary import vocabulary_markdown
+
+    out += vocabulary_markdown()
     return "\n".join(out)
