@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +125,26 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             type=_positive_float,
             default=None,
             metavar="SECONDS",
-            help="under torchrun: fail instead of waiting longer than this for another rank (default: 1800)",
+            help="under torchrun: fail instead of waiting longer than this for another rank (default: 300)",
+        )
+        parser.add_argument(
+            "--stop-timeout",
+            type=_non_negative_float,
+            default=None,
+            metavar="SECONDS",
+            help="after SIGTERM or the pre-emption signal, exit (emergency checkpoint first) if training has not "
+            "stopped within this time, e.g. a stuck rank (default: 25; 0: wait forever)",
+        )
+        parser.add_argument(
+            "--preempt-signal",
+            default=None,
+            metavar="SIGNAL",
+            help="the scheduler's pre-emption signal: stop, checkpoint and exit with 75 (default: SIGUSR1; none: off)",
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="start over in a --save-dir that holds a previous run (deletes its checkpoints and metrics.csv)",
         )
         parser.add_argument(
             "--dist-sync-every",
@@ -137,6 +157,16 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         parser.add_argument(
             "--weights", type=Path, required=True, help="checkpoint (last.pt/best.pt) or state_dict file"
         )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -243,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainhooks`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     handler = _log_to_stderr()
+    saved_filters = warnings.filters[:]
+    if not _is_rank_zero():
+        from trainhooks.host import PluginDisabledWarning
+
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("default", PluginDisabledWarning)
     try:
         return _main(args_list)
     except HookError as exc:
@@ -252,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trainhooks: error: {_rank_label()}{exc}", file=sys.stderr)
         return exc.exit_code
     except TrainhooksError as exc:
-        label = "" if type(exc).__name__ == "DistributedError" else _rank_label()  # it names its rank
+        distributed_error = type(exc).__name__ == "DistributedError"
+        cause = getattr(exc, "original", None) if distributed_error else None
+        if cause is not None and not isinstance(cause, TrainhooksError):  # this rank's own step failed
+            print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        label = "" if distributed_error else _rank_label()  # it names its rank
         print(f"trainhooks: error: {label}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -263,15 +303,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         logging.getLogger("trainhooks").removeHandler(handler)
+        warnings.filters[:] = saved_filters
 
 
 def _log_to_stderr() -> logging.Handler:
-    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines."""
+    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines.
+
+    Under torchrun every rank runs the same code and would print the same warning: ranks other
+    than 0 show errors only (engine log records of level ERROR, and no Python warnings except
+    a plugin being disabled, which may happen on one rank alone).
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(logging.WARNING if _is_rank_zero() else logging.ERROR)
     handler.setFormatter(logging.Formatter("trainhooks: %(message)s"))
     logging.getLogger("trainhooks").addHandler(handler)
     return handler
+
+
+def _is_rank_zero() -> bool:
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return not (world.isdigit() and int(world) > 1 and rank.isdigit() and int(rank) > 0)
 
 
 def _rank_label() -> str:
@@ -365,6 +416,9 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "precision": getattr(args, "precision", None),
         "dist_timeout": getattr(args, "dist_timeout", None),
         "dist_sync_every": getattr(args, "dist_sync_every", None),
+        "stop_timeout": getattr(args, "stop_timeout", None),
+        "preempt_signal": getattr(args, "preempt_signal", None),
+        "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -381,10 +435,24 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
         print(summary_line(result, trainer.epochs))
     if trainer.interrupted:
+        from trainhooks.signals import PREEMPT_EXIT_CODE, exit_code_for
+
         last = trainer.save_dir / "weights" / "last.pt"
+        torchrun = "TORCHELASTIC_RUN_ID" in os.environ
         if last.exists() and trainer.is_global_zero:
-            print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
-        return 130 if trainer.interrupted == "SIGINT" else 143
+            if torchrun:  # this process cannot see torchrun's own arguments
+                print(
+                    f"Resume with: the same torchrun command, with --resume {last} (or --resume auto)",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
+        code = exit_code_for(trainer.interrupted)
+        if torchrun and code != PREEMPT_EXIT_CODE:
+            # A graceful stop is a clean exit to torchrun: it reports no failed worker (and does
+            # not restart the group under --max-restarts). See docs/fault-tolerance.md.
+            return 0
+        return code
     return 0
 
 
