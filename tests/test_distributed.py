@@ -61,7 +61,8 @@ def torchrun(
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run torchrun with ``nproc`` workers; returns the finished process and its wall time."""
     full_env = {k: v for k, v in os.environ.items() if k not in TORCH_ENV}
-    full_env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # Built-in plugins and -p names only: no third-party plugin installed here changes the outcome.
+    full_env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD="1")
     full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
     full_env.update(env or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
@@ -72,7 +73,8 @@ def torchrun(
 
 def torchrun_env(env: dict[str, str] | None = None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if k not in TORCH_ENV}
-    full_env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # Built-in plugins and -p names only: no third-party plugin installed here changes the outcome.
+    full_env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD="1")
     full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
     full_env.update(env or {})
     return full_env
