@@ -710,6 +710,11 @@ class Trainer:
             self.stage,
         )
         with contextlib.suppress(Exception):
+            # A background checkpoint write in flight finishes first (a bounded wait: the
+            # scheduler's SIGKILL is coming), then the emergency checkpoint.
+            pending = getattr(getattr(self, "checkpoint_writer", None), "wait", None)
+            if callable(pending):
+                pending(timeout=3.0)
             self._emergency_checkpoint(DistributedError(f"{name}: the stop deadline passed", rank=self.rank))
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
