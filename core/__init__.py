@@ -39,6 +39,7 @@ from trainhooks.errors import (
     UnknownPluginError,
 )
 from trainhooks.hookspecs.markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+from trainhooks.tracking import TrackerSink, run_params
 
 if TYPE_CHECKING:
     from trainhooks.host import PluginHost
@@ -91,6 +92,7 @@ __all__ = [
     "PluginValidationError",
     "Task",
     "TaskError",
+    "TrackerSink",
     "Trainer",
     "TrainhooksError",
     "UnknownHookError",
@@ -99,5 +101,6 @@ __all__ = [
     "digits_task",
     "hookimpl",
     "hookspec",
+    "run_params",
     "seed_everything",
 ]

@@ -257,6 +257,8 @@ class Trainer:
         self.device = _resolve_device(device)
         self.save_dir = Path(save_dir) if save_dir is not None else _increment_dir(Path("runs") / "train")
         self.name = name or self.save_dir.name
+        # What was trained, for trackers' 'task' tag: the CLI sets the --task name (None from the API).
+        self.task_name: str | None = None
         self.seed = seed
         self.grad_clip_norm = grad_clip_norm
         self.verbose = verbose

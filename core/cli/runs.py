@@ -47,6 +47,7 @@ def _make_trainer(
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
         **_distributed_args(args),
     )
+    trainer.task_name = task.name
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
