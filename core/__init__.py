@@ -44,6 +44,7 @@ from trainhooks.errors import (
 from trainhooks.hookspecs.markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from trainhooks.monitor import Monitor
 from trainhooks.options import Option
+from trainhooks.tracking import TrackerSink, run_params
 
 if TYPE_CHECKING:
     from trainhooks.host import PluginHost
@@ -98,6 +99,7 @@ __all__ = [
     "PluginValidationError",
     "Task",
     "TaskError",
+    "TrackerSink",
     "Trainer",
     "TrainhooksError",
     "UnknownHookError",
@@ -106,5 +108,6 @@ __all__ = [
     "digits_task",
     "hookimpl",
     "hookspec",
+    "run_params",
     "seed_everything",
 ]

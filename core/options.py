@@ -54,6 +54,9 @@ CORE_OPTIONS = frozenset(
         "precision",
         "dist_timeout",
         "dist_sync_every",
+        "stop_timeout",
+        "preempt_signal",
+        "overwrite",
     }
 )
 
