@@ -204,9 +204,13 @@ class DistributedError(TrainhooksError):
     """A distributed run cannot start, or a collective failed or timed out.
 
     Raised instead of hanging when another rank died or stalled for longer than ``dist_timeout``;
-    names this process's rank, what it was waiting for and where (epoch, step).
+    names this process's rank, what it was waiting for and where (epoch, step), and the rank that
+    failed when that rank could say so. Also raised on the rank whose own training step failed
+    (forward, backward, out of memory): :attr:`original` is then that exception (None for a
+    lost contact).
     """
 
-    def __init__(self, message: str, *, rank: int | None = None) -> None:
+    def __init__(self, message: str, *, rank: int | None = None, original: BaseException | None = None) -> None:
         super().__init__(message)
         self.rank = rank
+        self.original = original

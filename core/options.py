@@ -54,6 +54,9 @@ CORE_OPTIONS = frozenset(
         "precision",
         "dist_timeout",
         "dist_sync_every",
+        "stop_timeout",
+        "preempt_signal",
+        "overwrite",
     }
 )
 
@@ -472,6 +475,26 @@ class Option:
         if self.max is not None and value > self.max:
             raise self._bad(plugin, value)
         return value
+
+    def declare(self, parser: OptionGroup) -> None:
+        """Add this declaration to an ``add_options`` hook's group: how a plugin *module*
+        (which has no class attributes) declares a setting once::
+
+            EVERY = trainhooks.Option(int, 1, "report every N epochs", min=1, name="hello_every")
+
+            @trainhooks.hookimpl
+            def add_options(parser):
+                EVERY.declare(parser)
+
+        and reads it back with ``EVERY.value(trainer)``.
+        """
+        if not self.name:
+            raise PluginError(f"plugin {parser.plugin!r}: a module-level Option needs name=", plugin=parser.plugin)
+        parser._table.add(self.spec(parser.plugin, parser._owner))
+
+    def value(self, trainer: Any) -> Any:
+        """The value in force for ``trainer``: its option value (flag or ``options=``), else the default."""
+        return trainer.options.get(self.key, self.default)
 
     def spec(self, plugin: str, owner: Any = None) -> OptionSpec:
         """The :class:`OptionSpec` this declaration contributes to the option table."""

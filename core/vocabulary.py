@@ -139,3 +139,34 @@ def hook_suggestion(name: str, known: Sequence[str]) -> str:
     if len(hits) == 1:
         return f" (did you mean {hits[0]}? {hits[0]}: {when_it_fires(hits[0])})"
     return f" (did you mean {' / '.join(hits)}?)" if hits else ""
+
+
+def vocabulary_markdown() -> list[str]:
+    """The section of docs/hooks.md on the seed's and the peers' names."""
+    lines = [
+        "## Other frameworks' names",
+        "",
+        "Every event of Ultralytics' default callback table is a hook of the same name. Two names of",
+        "the document trainhooks was built from have a fixed meaning on callback objects",
+        "(`trainhooks.Callback` subclasses and anything in `callbacks=`):",
+        "",
+        "* `on_epoch_end(trainer)` **is** `on_fit_epoch_end`: the end of the whole epoch, after its",
+        "  validation, so `trainer.metrics.get('val/loss')` is there (Keras' and Ultralytics' meaning of",
+        '  "epoch end"). `@trainhooks.hookimpl` functions use the hook names themselves.',
+        "* `on_batch_end` is not accepted: a batch of what? It is an error naming",
+        "  `on_train_batch_end` (the end of every training step); validation and prediction batches",
+        "  have `on_val_batch_end` and `on_predict_batch_end`.",
+        "",
+        "Any other Keras, Lightning or Hugging Face event name on a callback object (or given to",
+        "`add_callback`/`LambdaCallback`) is an error naming the matching hook and when it fires;",
+        "a peer-style signature is an error saying where each value lives (`pl_module`:",
+        "`trainer.model`; `epoch`, `logs`: `trainer.epoch`, `trainer.metrics`; `args`, `state`,",
+        "`control`: the trainer and `should_stop`). A hook argument with a default value is an error",
+        "(pluggy never passes it).",
+        "",
+        "| their name | framework | trainhooks hook |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{name}` | {fw} | `{hook}` |" for name, (hook, fw) in PEER_EVENTS.items()]
+    lines.append("")
+    return lines

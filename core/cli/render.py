@@ -19,6 +19,12 @@ def _rank_label() -> str:
     return f"rank {rank} of {world}: " if world.isdigit() and int(world) > 1 else ""
 
 
+def _is_rank_zero() -> bool:
+    """False on torchrun's workers of rank > 0 (which print errors, not warnings)."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return not (world.isdigit() and int(world) > 1 and rank.isdigit() and int(rank) > 0)
+
+
 WIDTH = 80
 """Lines the final summary prints stay within this many columns (terminals wrap longer ones)."""
 
@@ -155,4 +161,7 @@ def hook_reference_markdown() -> str:
             flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
             tag = f" *({', '.join(flags)})*" if flags else ""
             out += [f"### `{name}({', '.join(spec.argnames)})`{tag}", "", inspect.getdoc(spec.function) or "", ""]
+    from trainhooks.vocabulary import vocabulary_markdown
+
+    out += vocabulary_markdown()
     return "\n".join(out)

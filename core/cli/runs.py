@@ -72,5 +72,8 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "precision": getattr(args, "precision", None),
         "dist_timeout": getattr(args, "dist_timeout", None),
         "dist_sync_every": getattr(args, "dist_sync_every", None),
+        "stop_timeout": getattr(args, "stop_timeout", None),
+        "preempt_signal": getattr(args, "preempt_signal", None),
+        "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
