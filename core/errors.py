@@ -138,10 +138,7 @@ class HookError(PluginError):
         """:param origin: where the plugin comes from, e.g. ``"th-boom 0.1.0"`` (third-party
         entry points), shown after its name."""
         where = f" (from {origin})" if origin else ""
-        super().__init__(
-            f"plugin {plugin!r}{where} failed in hook {hook!r}: {type(original).__name__}: {original}",
-            plugin=plugin,
-        )
+        super().__init__(f"plugin {plugin!r}{where} failed in hook {hook!r}: {_describe(original)}", plugin=plugin)
         self.hook = hook
         self.original = original
 
@@ -149,6 +146,15 @@ class HookError(PluginError):
     def exit_code(self) -> int:  # type: ignore[override]
         """A plugin reporting bad configuration on purpose (a TrainhooksError) is a usage error."""
         return self.original.exit_code if isinstance(self.original, TrainhooksError) else 1
+
+
+def _describe(original: BaseException) -> str:
+    """``TypeError: ...``; a plugin's ``sys.exit()`` and ``raise KeyboardInterrupt`` said as what they are."""
+    if isinstance(original, SystemExit):
+        return f"it called sys.exit({original.code!r}); a plugin ends a run by raising an error or answering should_stop"
+    if isinstance(original, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt (nobody pressed Ctrl-C)"
+    return f"{type(original).__name__}: {original}"
 
 
 class ExportFormatError(ConfigError):
