@@ -314,7 +314,9 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     if path.is_dir():
-        found = [p for p in (path / "weights" / "best.pt", path / "best.pt", path / "weights" / "last.pt") if p.is_file()]
+        found = [
+            p for p in (path / "weights" / "best.pt", path / "best.pt", path / "weights" / "last.pt") if p.is_file()
+        ]
         example = found[0] if found else path / "weights" / "best.pt"
         raise CheckpointError(f"weights {path} is a directory, not a file; pass a checkpoint file, such as {example}")
     if not path.is_file():

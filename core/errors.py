@@ -151,7 +151,9 @@ class HookError(PluginError):
 def _describe(original: BaseException) -> str:
     """``TypeError: ...``; a plugin's ``sys.exit()`` and ``raise KeyboardInterrupt`` said as what they are."""
     if isinstance(original, SystemExit):
-        return f"it called sys.exit({original.code!r}); a plugin ends a run by raising an error or answering should_stop"
+        return (
+            f"it called sys.exit({original.code!r}); a plugin ends a run by raising an error or answering should_stop"
+        )
     if isinstance(original, KeyboardInterrupt):
         return "it raised KeyboardInterrupt (nobody pressed Ctrl-C)"
     return f"{type(original).__name__}: {original}"
