@@ -175,6 +175,13 @@ class TaskError(ConfigError):
     """A ``--task`` that cannot be imported or does not return a usable task."""
 
 
+class NothingUsableError(TrainhooksError):
+    """Training produced nothing usable (no batch was trained on); the CLI exits with status 3,
+    so a scheduler or CI job can tell it from a finished run (0) and a failed one (1)."""
+
+    exit_code = 3
+
+
 class CheckpointError(TrainhooksError):
     """A checkpoint that cannot be written or read; names the file."""
 
