@@ -387,11 +387,10 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> N
     def tensor(field: str, value: Any, dtypes: tuple[torch.dtype, ...], *, optional: bool = False) -> None:
         if value is None and optional:
             return
-        if not isinstance(value, torch.Tensor):
-            raise bad(field, "a tensor", value)
-        if value.dtype not in dtypes:
-            names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
-            raise bad(field, f"a {names} tensor", value)
+        names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        expected = f"{'an' if names.startswith('int') else 'a'} {names} tensor"
+        if not isinstance(value, torch.Tensor) or value.dtype not in dtypes:
+            raise bad(field, expected, value)
 
     def rng(field: str, value: Any) -> None:
         mapping(field, value)
