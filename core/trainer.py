@@ -602,7 +602,8 @@ class Trainer:
         if not self._batches_done and not self._skipped:  # an iterable without len() that yields nothing
             self._in_batch_loop = False
             raise NothingUsableError(
-                f"train_data yielded no batches in epoch {self.epoch + 1}: nothing was trained; check the data source"
+                f"training produced nothing usable: train_data yielded no batches in epoch {self.epoch + 1}; "
+                "check the data source"
             )
         if not self.epoch_completed:
             # Cut short: validation (which draws from the RNG) still runs before the checkpoint,
