@@ -540,3 +540,35 @@ def describe_mismatch(model: torch.nn.Module, state: dict[str, Any], limit: int 
     listing("missing", [k for k in expected if k not in state])
     listing("unexpected", [k for k in state if k not in expected])
     return "; ".join(parts) or "the model refused its state_dict"
+
+
+def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> None:
+    """Give each registered plugin instance its own state back, by registration name.
+
+    State saved for a plugin that is not registered now (renamed, not enabled, one instance
+    fewer) is not silently dropped: a warning names it (Lightning and HF warn too).
+    """
+    orphans = []
+    for name, state in (checkpoint.get("plugins") or {}).items():
+        plugin = host.get_plugin(name)
+        if plugin is None:
+            orphans.append(name)
+            continue
+        loader = getattr(plugin, "load_state_dict", None)
+        if callable(loader):
+            try:
+                loader(state)
+            except Exception as exc:  # a state this plugin version cannot read
+                raise CheckpointError(
+                    f"checkpoint {path}: plugin {name!r} cannot restore its state from field 'plugins.{name}': "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+    if orphans:
+        active = ", ".join(r.name for r in host.active()) or "none"
+        warnings.warn(
+            f"checkpoint {path} holds state for plugin(s) {', '.join(repr(n) for n in orphans)}, which "
+            f"are not registered in this trainer (registered: {active}); their state is not restored. "
+            "Enable them (-p NAME, plugins=[...]) or give instances the same name= as in the saved run",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -69,8 +69,12 @@ def is_user_interrupt(exc: BaseException, trainer: Any) -> bool:
         return False
     if threading.current_thread() is not threading.main_thread():
         return False  # signals only reach the main thread: this one was raised by code
-    stop = getattr(trainer, "_stop", None)  # the fit's stop state: the signal its handler received
-    received = getattr(stop, "signal", None) or getattr(trainer, "_signal_received", None)
+    # The signal the fit's own handler received (whichever layout the trainer has).
+    watch = getattr(trainer, "_signals", None)
+    stop = getattr(trainer, "_stop", None)
+    received = (
+        getattr(watch, "received", None) or getattr(stop, "signal", None) or getattr(trainer, "_signal_received", None)
+    )
     if _seen or received == "SIGINT" or getattr(trainer, "interrupted", None):
         return True
     return not (_watching or getattr(trainer, "stage", None) == "fit")

@@ -47,6 +47,7 @@ def _make_trainer(
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
         **_distributed_args(args),
     )
+    trainer.task_name = task.name
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
@@ -71,5 +72,8 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "precision": getattr(args, "precision", None),
         "dist_timeout": getattr(args, "dist_timeout", None),
         "dist_sync_every": getattr(args, "dist_sync_every", None),
+        "stop_timeout": getattr(args, "stop_timeout", None),
+        "preempt_signal": getattr(args, "preempt_signal", None),
+        "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
