@@ -109,16 +109,18 @@ class UnknownHookError(PluginValidationError):
     def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "", event: bool = False) -> None:
         """:param event: the name is an event given to ``add_callback``/``LambdaCallback``
         (``where`` then names the function): the message is about the event, not a plugin."""
+        from trainhooks.vocabulary import hook_suggestion
+
         place = f" ({where})" if where else ""
         if event:
             message = (
-                f"callback event {name!r}{place} is not a trainhooks hook{did_you_mean(name, known)}. "
+                f"callback event {name!r}{place} is not a trainhooks hook{hook_suggestion(name, known)}. "
                 "'trainhooks hooks' lists them all"
             )
         else:
             message = (
                 f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
-                f"{did_you_mean(name, known)}. 'trainhooks hooks' lists them all"
+                f"{hook_suggestion(name, known)}. 'trainhooks hooks' lists them all"
             )
         super().__init__(message, plugin=plugin, hook=name)
 
@@ -126,12 +128,23 @@ class UnknownHookError(PluginValidationError):
 class HookArgumentError(PluginValidationError):
     """A hook implementation asks for an argument its hook does not pass."""
 
-    def __init__(self, argument: str, *, plugin: str, hook: str, allowed: Sequence[str], where: str = "") -> None:
+    def __init__(
+        self,
+        argument: str,
+        *,
+        plugin: str,
+        hook: str,
+        allowed: Sequence[str],
+        where: str = "",
+        hint: str = "",
+        message: str = "",
+    ) -> None:
         place = f" ({where})" if where else ""
         super().__init__(
-            f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
-            f"hook {hook!r}{did_you_mean(argument, allowed)}; it can take any of: "
-            f"{', '.join(allowed)}",
+            message
+            or f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
+            f"hook {hook!r}{'' if hint else did_you_mean(argument, allowed)}; it can take any of: "
+            f"{', '.join(allowed)}{hint}",
             plugin=plugin,
             hook=hook,
         )
@@ -155,7 +168,7 @@ class HookError(PluginError):
         # An installed third-party plugin is not the user's code: say how to run without it.
         hint = f"; '-p no:{plugin}' lets the run go on without it" if origin else ""
         super().__init__(
-            f"plugin {plugin!r}{where} failed in hook {hook!r}: {type(original).__name__}: {original}{hint}",
+            f"plugin {plugin!r}{where} failed in hook {hook!r}: {_describe(original)}{hint}",
             plugin=plugin,
         )
         self.hook = hook
@@ -165,6 +178,17 @@ class HookError(PluginError):
     def exit_code(self) -> int:  # type: ignore[override]
         """A plugin reporting bad configuration on purpose (a TrainhooksError) is a usage error."""
         return self.original.exit_code if isinstance(self.original, TrainhooksError) else 1
+
+
+def _describe(original: BaseException) -> str:
+    """``TypeError: ...``; a plugin's ``sys.exit()`` and ``raise KeyboardInterrupt`` said as what they are."""
+    if isinstance(original, SystemExit):
+        return (
+            f"it called sys.exit({original.code!r}); a plugin ends a run by raising an error or answering should_stop"
+        )
+    if isinstance(original, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt (nobody pressed Ctrl-C)"
+    return f"{type(original).__name__}: {original}"
 
 
 class ExportFormatError(ConfigError):
@@ -183,6 +207,13 @@ class TaskError(ConfigError):
     """A ``--task`` that cannot be imported or does not return a usable task."""
 
 
+class NothingUsableError(TrainhooksError):
+    """Training produced nothing usable (no batch was trained on); the CLI exits with status 3,
+    so a scheduler or CI job can tell it from a finished run (0) and a failed one (1)."""
+
+    exit_code = 3
+
+
 class CheckpointError(TrainhooksError):
     """A checkpoint that cannot be written or read; names the file."""
 
@@ -191,9 +222,13 @@ class DistributedError(TrainhooksError):
     """A distributed run cannot start, or a collective failed or timed out.
 
     Raised instead of hanging when another rank died or stalled for longer than ``dist_timeout``;
-    names this process's rank, what it was waiting for and where (epoch, step).
+    names this process's rank, what it was waiting for and where (epoch, step), and the rank that
+    failed when that rank could say so. Also raised on the rank whose own training step failed
+    (forward, backward, out of memory): :attr:`original` is then that exception (None for a
+    lost contact).
     """
 
-    def __init__(self, message: str, *, rank: int | None = None) -> None:
+    def __init__(self, message: str, *, rank: int | None = None, original: BaseException | None = None) -> None:
         super().__init__(message)
         self.rank = rank
+        self.original = original

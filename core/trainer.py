@@ -27,8 +27,7 @@ import copy
 import logging
 import os
 import random
-import signal
-import threading
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,13 +37,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainhooks import amp, checkpointing, distributed
+from trainhooks import amp, checkpointing, distributed, metric_values, signals
 from trainhooks.callbacks import FunctionCallback
 from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
-from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
+from trainhooks.errors import (
+    CheckpointError,
+    ConfigError,
+    DistributedError,
+    ExportFormatError,
+    HookError,
+    NothingUsableError,
+    PluginError,
+    TrainhooksError,
+)
 from trainhooks.host import PluginHost
-from trainhooks.options import CORE_OPTIONS, collect_options
+from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
 
 log = logging.getLogger("trainhooks")
 
@@ -181,6 +189,15 @@ class Trainer:
     :param dist_sync_every: under torchrun, agree on ``should_stop`` answers every N batches
         (and at every epoch end) instead of after every batch: fewer collectives, a stop up to
         N - 1 steps later.
+    :param preempt_signal: the scheduler's pre-emption signal (default ``"SIGUSR1"``; ``None``
+        to leave it alone): stops like SIGTERM, and ``trainhooks fit`` then exits with 75
+        (see :mod:`trainhooks.signals`).
+    :param stop_timeout: seconds a graceful stop after SIGTERM or the pre-emption signal may
+        take; a process still running then (a stuck rank) writes an emergency checkpoint if it
+        can and exits. ``None`` or 0: no deadline.
+    :param overwrite: start over in a ``save_dir`` that already holds a run (its checkpoints,
+        ``metrics.csv`` and ``results.png`` are deleted first). Without it, ``fit`` refuses such
+        a directory unless it resumes.
     """
 
     def __init__(
@@ -210,7 +227,15 @@ class Trainer:
         dist_timeout: float = distributed.DEFAULT_TIMEOUT_S,
         dist_sync_every: int = 1,
         fast_data: bool = True,
+        preempt_signal: str | int | None = signals.DEFAULT_PREEMPT_SIGNAL,
+        stop_timeout: float | None = signals.DEFAULT_STOP_TIMEOUT_S,
+        overwrite: bool = False,
     ) -> None:
+        if save_dir is not None and (
+            not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()
+        ):
+            # "" would silently mean the working directory.
+            raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -223,6 +248,12 @@ class Trainer:
             raise ConfigError(f"dist_timeout must be a positive number of seconds, got {dist_timeout!r}")
         if isinstance(dist_sync_every, bool) or not isinstance(dist_sync_every, int) or dist_sync_every < 1:
             raise ConfigError(f"dist_sync_every must be a positive integer, got {dist_sync_every!r}")
+
+        self.preempt_signal = signals.parse_signal(preempt_signal)
+        self.stop_timeout = signals.parse_stop_timeout(stop_timeout)
+        if not isinstance(overwrite, bool):
+            raise ConfigError(f"overwrite must be True or False, got {overwrite!r}")
+        self.overwrite = overwrite
 
         self.model: nn.Module = model
         self.loss_fn = loss_fn
@@ -242,7 +273,9 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.batch_idx = 0
-        self.metrics: dict[str, float] = {}
+        self._metrics: metric_values.MetricDict = metric_values.MetricDict()
+        self._warned_metrics: set[str] = set()
+        self._metric_loggers: dict[str, str | None] = {}
         self.history: list[dict[str, float]] = []
         self.stop_reason: str | None = None
         self.stopped_by: str | None = None
@@ -265,7 +298,8 @@ class Trainer:
         self._epoch_rng_start: dict[str, Any] | None = None
         self._train_data: Any = None
         self._resume_position: dict[str, Any] | None = None
-        self._signal_received: str | None = None
+        self._signals: signals.SignalWatch | None = None
+        self._updating = False  # between optimizer step and step count: no consistent snapshot
         self._skipped = 0
         self._rng_at_cut: dict[str, Any] | None = None
         self.emergency_checkpoint: Path | None = None
@@ -315,6 +349,7 @@ class Trainer:
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
         table = collect_options(host, reserved=CORE_OPTIONS)
         self.options: dict[str, Any] = table.resolve(options)
+        apply_options(host, self.options)  # declared settings (trainhooks.Option) see their values
         self.hooks.configure()
 
     # ------------------------------------------------------------------ public helpers
@@ -366,12 +401,26 @@ class Trainer:
                 raise ConfigError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
             if self._in_batch_loop:
                 self._pending_metrics[name] = value.detach()
+                if name not in self._metric_loggers:  # once per name: who logs it, for warnings
+                    self._metric_loggers[name] = metric_values.logging_plugin(self.plugin_manager)
                 return
             value = value.item()
+        number = metric_values.check_number(name, value)  # one rule: numbers only (not "1e3", None)
+        metric_values.warn_non_finite(name, number, self.plugin_manager, self._warned_metrics)
         self._pending_metrics.pop(name, None)
-        self.metrics[name] = float(value)
+        self.metrics[name] = number
         if self._epoch_record is not None:  # logged after the epoch's history entry was made
-            self._epoch_record[name] = float(value)
+            self._epoch_record[name] = number
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The latest value of every metric. Writing a non-number into it (a string, None) is a
+        ConfigError at the write, naming the plugin whose hook wrote it."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, values: Any) -> None:
+        self._metrics = values if isinstance(values, metric_values.MetricDict) else metric_values.as_metric_dict(values)
 
     def log_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
         """Announce a file a plugin wrote (listed in the final summary and FitResult.artifacts)."""
@@ -379,7 +428,11 @@ class Trainer:
 
     def _flush_metrics(self) -> None:
         for name, value in self._pending_metrics.items():
-            self.metrics[name] = float(value.item())
+            number = float(value.item())
+            metric_values.warn_non_finite(
+                name, number, None, self._warned_metrics, plugin=self._metric_loggers.get(name)
+            )
+            self.metrics[name] = number
         self._pending_metrics.clear()
 
     def _make_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
@@ -423,8 +476,9 @@ class Trainer:
         self.stage = "fit"
         self.stop_reason, self.stopped_by, self._stop_requested = None, None, False
         self._stop_resumable = False
-        self.interrupted, self._signal_received, self._resume_position = None, None, None
+        self.interrupted, self._resume_position = None, None
         self._first_step: int | None = None
+        self._updating = False
         if resume is None:  # a fresh run: counters start over (resume restores them)
             self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
         self._train_data = train_data
@@ -434,14 +488,17 @@ class Trainer:
         hooks = self.hooks
         start_epoch = 0
         failed = False
-        previous_handlers = self._install_signal_handlers()
+        self._signals = self._install_signal_handlers()
         try:
             self._dist = distributed.start(self)  # distributed: process group (None in one process)
+            self._claim_save_dir(resume)
+            hooks.on_fit_start()  # per-run state starts afresh; a resume below restores it
             hooks.on_pretrain_routine_start()
             if self.seed is not None:
                 seed_everything(self.seed + self.rank)  # ranks differ in dropout/augmentation
             self.model.to(self.device)
-            self._ensure_save_dir()
+            if self.is_global_zero:  # only rank 0 writes: no empty run directory elsewhere
+                self._ensure_save_dir()
             if resume is not None:
                 start_epoch = self._resume(resume)
             if self._dist is not None:  # distributed: DDP wrapper, sharded loaders
@@ -473,12 +530,14 @@ class Trainer:
             hooks.on_train_end()
         except BaseException as exc:
             failed = True
+            if self._dist is not None:  # distributed: tell the other ranks who failed, first
+                self._dist.announce_failure(exc)
             self._on_exception(exc)
             if isinstance(exc, Exception):
                 self._emergency_checkpoint(exc)
             raise
         finally:
-            self._restore_signal_handlers(previous_handlers)
+            self._restore_signal_handlers()
             self._in_batch_loop = False
             self._epoch_record = None
             if self._dist is not None:  # distributed: unwrap the model, end our process group
@@ -538,42 +597,64 @@ class Trainer:
             losses.extend(position["losses"].to(device).unbind())
             sizes.extend(int(n) for n in position["sizes"])
         self._in_batch_loop = True
-        for batch_idx, batch in batches:
-            self.batch_idx = batch_idx
-            if move:
-                batch = _to_device(batch, device)
-            if self.example_input is None:
-                self._capture_example(batch)
-            hooks.on_train_batch_start(batch, batch_idx)
-            outputs = step(batch)
-            loss = outputs["loss"]
-            hooks.on_before_backward(loss)
-            backward(loss)
-            hooks.on_after_backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            hooks.on_before_optimizer_step(optimizer)
-            optimizer_step()
-            hooks.on_before_zero_grad(optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            self.global_step += 1
-            detached = loss.detach()
-            outputs["loss"] = detached
-            losses.append(detached)
-            sizes.append(_batch_size(batch))
-            self._batches_done += 1
-            hooks.on_train_batch_end(batch, batch_idx, outputs)
-            answer = hooks.should_stop()
-            if agree is not None:  # distributed: all ranks stop at the same step, signals too
-                answer = agree(answer, batch_idx, interrupt=self._signal_received)
-                self._signal_received = self._dist.interrupt  # type: ignore[union-attr]
-            if answer is not None and self._accept_stop(answer, "batch"):
-                break
-            if self._signal_received is not None:
-                self._accept_signal()
-                break
-        else:
-            self.epoch_completed = True
+        watch = self._signals
+        try:
+            for batch_idx, batch in batches:
+                self.batch_idx = batch_idx
+                if move:
+                    batch = _to_device(batch, device)
+                if self.example_input is None:
+                    self._capture_example(batch)
+                hooks.on_train_batch_start(batch, batch_idx)
+                outputs = step(batch)
+                loss = outputs["loss"]
+                hooks.on_before_backward(loss)
+                backward(loss)
+                hooks.on_after_backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+                hooks.on_before_optimizer_step(optimizer)
+                self._updating = True
+                optimizer_step()
+                hooks.optimizer_step(optimizer)
+                hooks.on_params_update()
+                hooks.on_before_zero_grad(optimizer)
+                optimizer.zero_grad(set_to_none=True)
+                self.global_step += 1
+                self._updating = False
+                detached = loss.detach()
+                outputs["loss"] = detached
+                losses.append(detached)
+                sizes.append(_batch_size(batch))
+                self._batches_done += 1
+                hooks.on_train_batch_end(batch, batch_idx, outputs)
+                answer = hooks.should_stop()
+                interrupt = watch.received if watch is not None else None
+                if agree is not None:  # distributed: all ranks stop at the same step, signals too
+                    # The local record is only submitted, never overwritten: a signal that lands
+                    # while this rank waits inside the agreement is carried to the next one.
+                    answer = agree(answer, batch_idx, interrupt=interrupt)
+                    interrupt = self._dist.interrupt  # type: ignore[union-attr]
+                if answer is not None and self._accept_stop(answer, "batch"):
+                    break
+                if interrupt is not None:
+                    self._accept_signal(interrupt)
+                    break
+            else:
+                self.epoch_completed = True
+        except Exception as exc:
+            if self._dist is not None and not isinstance(exc, TrainhooksError):
+                # distributed: forward/backward/optimizer failures (a bug, out of memory) and
+                # DDP's gradient all-reduce failing because a peer died become one clear error
+                # naming the rank, never a raw gloo/nccl traceback.
+                raise self._dist.step_failure(exc) from exc
+            raise
+        if not self._batches_done and not self._skipped:  # an iterable without len() that yields nothing
+            self._in_batch_loop = False
+            raise NothingUsableError(
+                f"training produced nothing usable: train_data yielded no batches in epoch {self.epoch + 1}; "
+                "check the data source"
+            )
         if not self.epoch_completed:
             # Cut short: validation (which draws from the RNG) still runs before the checkpoint,
             # so remember the random state where training will pick up again.
@@ -621,16 +702,16 @@ class Trainer:
 
     def _consult_should_stop(self) -> None:
         answer = self.hooks.should_stop()
+        interrupt = self._signals.received if self._signals is not None else None
         if self._dist is not None:  # distributed: all ranks stop after the same epoch, signals too
-            answer = self._dist.agree_stop(answer, interrupt=self._signal_received)
-            self._signal_received = self._dist.interrupt
+            answer = self._dist.agree_stop(answer, interrupt=interrupt)
+            interrupt = self._dist.interrupt
         if answer is not None:
             self._accept_stop(answer, "epoch")
-        if not self._stop_requested and self._signal_received is not None:
-            self._accept_signal()
+        if not self._stop_requested and interrupt is not None:
+            self._accept_signal(interrupt)
 
-    def _accept_signal(self) -> None:
-        name = self._signal_received or "signal"
+    def _accept_signal(self, name: str) -> None:
         self._stop_requested = True
         self.interrupted = name
         self.stop_reason = f"interrupted by {name}"
@@ -639,31 +720,44 @@ class Trainer:
             log.warning("%s received: stopping after epoch %d, step %d", name, self.epoch + 1, self.global_step)
 
     # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self) -> dict[int, Any] | None:
-        """First SIGINT/SIGTERM: stop gracefully after the current batch (checkpoints are
-        written as for any stop); the second one acts as usual (KeyboardInterrupt / terminate)."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        previous: dict[int, Any] = {}
+    def _install_signal_handlers(self) -> signals.SignalWatch | None:
+        """First SIGINT/SIGTERM/pre-emption signal: stop gracefully after the current batch
+        (checkpoints are written as for any stop); the second one acts as usual. A stop that
+        does not happen within ``stop_timeout`` ends the process (see :mod:`trainhooks.signals`)."""
+        watch = signals.SignalWatch(
+            preempt=self.preempt_signal, stop_timeout=self.stop_timeout, on_deadline=self._stop_deadline_passed
+        )
+        return watch if watch.install() else None
 
-        def handler(signum: int, frame: Any) -> None:
-            self._signal_received = signal.Signals(signum).name
-            signal.signal(signum, previous[signum])
+    def _restore_signal_handlers(self) -> None:
+        if self._signals is not None:
+            self._signals.restore()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, handler)
-            except (ValueError, OSError):  # pragma: no cover - not allowed here
-                pass
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any] | None) -> None:
-        for sig, handler in (previous or {}).items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, OSError, TypeError):  # pragma: no cover
-                pass
+    def _stop_deadline_passed(self, name: str) -> None:
+        """On the watch thread: the graceful stop after ``name`` did not finish in time. This rank
+        is stuck (in a hook, or in a collective waiting for a stuck peer): save what can be saved
+        and end the process, before the scheduler's SIGKILL does it with nothing saved."""
+        where = f"rank {self.rank} of {self.world_size}: " if self.world_size > 1 else ""
+        log.error(
+            "error: %straining did not stop within %gs of %s (stuck at epoch %d, step %d, stage %s): exiting",
+            where,
+            self.stop_timeout or 0,
+            name,
+            self.epoch + 1,
+            self.global_step,
+            self.stage,
+        )
+        with contextlib.suppress(Exception):
+            # A background checkpoint write in flight finishes first (a bounded wait: the
+            # scheduler's SIGKILL is coming), then the emergency checkpoint.
+            pending = getattr(getattr(self, "checkpoint_writer", None), "wait", None)
+            if callable(pending):
+                pending(timeout=3.0)
+            self._emergency_checkpoint(DistributedError(f"{name}: the stop deadline passed", rank=self.rank))
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(signals.exit_code_for(name))
 
     def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
         value, plugin = answer
@@ -672,11 +766,17 @@ class Trainer:
         elif isinstance(value, bool):
             reason = f"stop requested by plugin {plugin!r}"
         else:
-            raise PluginError(
+            error = PluginError(
                 f"plugin {plugin!r}: should_stop must return None, a bool or a str reason, "
                 f"got {type(value).__name__} ({value!r})",
                 plugin=plugin,
             )
+            host = self.plugin_manager
+            if host.get_plugin(plugin) is not None and not host.is_critical(plugin):
+                # --non-critical covers a wrong answer like any other failure of the plugin.
+                host.disable_after_failure(plugin, "should_stop", error)
+                return False
+            raise error
         if not value:
             return False
         self._stop_requested = True
@@ -784,6 +884,7 @@ class Trainer:
                         self._capture_example(batch)
                     hooks.on_predict_batch_start(batch, batch_idx)
                     out = custom(batch) if custom is not None else model(_inputs(batch))
+                    hooks.on_predict_postprocess_end(batch, batch_idx, out)
                     results.append(out)
                     hooks.on_predict_batch_end(batch, batch_idx, out)
             hooks.on_predict_end()
@@ -828,7 +929,14 @@ class Trainer:
                 "export needs an example input: pass example_input=..., or run fit/validate/predict first"
             )
         target = Path(path) if path is not None else self.save_dir / "weights" / f"model.{format}"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:  # before the exporter runs: one line instead of its OSError traceback
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {target.parent} for the export: {exc.strerror or exc}") from exc
+        if not os.access(target.parent, os.W_OK) or target.is_dir():
+            raise ConfigError(
+                f"cannot write the export to {target}: " + ("it is a directory" if target.is_dir() else "not writable")
+            )
         model = copy.deepcopy(self.unwrapped_model).cpu().eval()
         self.stage = "export"
         self.hooks.on_export_start(format)
@@ -862,7 +970,7 @@ class Trainer:
             if callable(getter):
                 try:
                     state = getter()
-                except Exception:
+                except (Exception, SystemExit):  # a plugin's sys.exit() must not end an emergency save
                     if fire_hooks:
                         raise
                     continue
@@ -944,14 +1052,18 @@ class Trainer:
             checkpoint, or does not fit this model/optimizer; the message names the file.
         """
         checkpoint = checkpointing.load_checkpoint(path)
+        checkpointing.check_finite_weights(checkpoint["model"], path)
+        model = self.unwrapped_model
         try:
-            self.unwrapped_model.load_state_dict(checkpoint["model"])
+            model.load_state_dict(checkpoint["model"])
             if checkpoint.get("optimizer") is not None:
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
             if checkpoint.get("lr_scheduler") is not None and self.lr_scheduler is not None:
                 self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if first.startswith("Error(s) in loading state_dict"):  # the differences follow on other lines
+                first = checkpointing.describe_mismatch(model, checkpoint["model"])
             raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {first}") from exc
         if self._amp is not None:
             self._amp.load_state_dict(checkpoint.get("grad_scaler"))
@@ -959,11 +1071,7 @@ class Trainer:
         self.global_step = int(checkpoint.get("global_step", 0))
         self.metrics = dict(checkpoint.get("metrics", {}))
         self.history = [dict(h) for h in checkpoint.get("history", [])]
-        for name, state in checkpoint.get("plugins", {}).items():
-            plugin = self.plugin_manager.get_plugin(name)
-            loader = getattr(plugin, "load_state_dict", None)
-            if plugin is not None and callable(loader):
-                loader(state)
+        checkpointing.restore_plugin_states(self.plugin_manager, checkpoint, path)
         self.hooks.on_load_checkpoint(checkpoint)
         return checkpoint
 
@@ -1073,8 +1181,15 @@ class Trainer:
     def _emergency_checkpoint(self, exc: BaseException) -> None:
         """After a failure (``on_exception`` has fired): save what was trained, without hooks,
         to ``weights/emergency.pt``, never over ``last.pt``/``best.pt``."""
-        if self._first_step is None or self.global_step <= self._first_step or not self.is_global_zero:
+        first = getattr(self, "_first_step", None)
+        if first is None or self.global_step <= first or not self.is_global_zero:
             return  # nothing was trained by this call: there is nothing to lose
+        if self._updating:
+            log.error(
+                "not writing an emergency checkpoint: the failure interrupted an optimizer step "
+                "(weights and step count may not match)"
+            )
+            return
         if isinstance(exc, CheckpointError) or isinstance(getattr(exc, "original", None), CheckpointError):
             return  # writing is what failed: do not try again
         path = self.save_dir / "weights" / "emergency.pt"
@@ -1088,7 +1203,7 @@ class Trainer:
                 log.error("not writing an emergency checkpoint: the model's weights are not finite")
                 return
             checkpointing.atomic_save(self.state_checkpoint(fire_hooks=False), path)
-        except Exception as inner:
+        except (Exception, SystemExit) as inner:
             log.error("could not write an emergency checkpoint to %s: %s", path, inner)
             return
         self.log_artifact("emergency.pt", path)
@@ -1096,6 +1211,31 @@ class Trainer:
         self.emergency_checkpoint = path
 
     # ------------------------------------------------------------------ plumbing
+    def _claim_save_dir(self, resume: Any) -> None:
+        """Refuse to start a fresh run over a previous one in ``save_dir`` (unless ``overwrite``).
+
+        Decided on rank 0, which writes the outputs, and agreed with the others (on another node
+        the directory may not even exist), so every rank raises the same error.
+        """
+        problem = None
+        if self.is_global_zero and resume is None:
+            previous = _previous_run_files(self.save_dir)
+            if previous and self.overwrite:
+                for path in previous:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                log.warning("overwrite: deleted the previous run's %s in %s", _describe(previous), self.save_dir)
+            elif previous:
+                problem = (
+                    f"save_dir {self.save_dir} already holds a run ({_describe(previous)}); "
+                    "continue it with --resume auto (fit(resume='auto')), start over in it with --overwrite "
+                    "(Trainer(overwrite=True)), or choose another --save-dir"
+                )
+        if self._dist is not None:  # distributed: every rank refuses, or none
+            problem = self._dist.broadcast(problem, "the save_dir check")
+        if problem is not None:
+            raise ConfigError(problem)
+
     def _ensure_save_dir(self) -> None:
         try:
             self.save_dir.mkdir(parents=True, exist_ok=True)
@@ -1103,6 +1243,16 @@ class Trainer:
             raise ConfigError(f"cannot create save_dir {self.save_dir}: {exc.strerror or exc}") from exc
         if not os.access(self.save_dir, os.W_OK):
             raise ConfigError(f"save_dir {self.save_dir} is not writable")
+        # Checkpoints (the emergency one included) go to save_dir/weights/: find out now, not
+        # after the first epoch has trained, that they cannot.
+        weights = self.save_dir / "weights"
+        if weights.exists() and not weights.is_dir():
+            raise ConfigError(
+                f"{weights} is not a directory (a file is in the way): checkpoints are written into "
+                f"{weights}/; move the file or pick another --save-dir"
+            )
+        if weights.is_dir() and not os.access(weights, os.W_OK):
+            raise ConfigError(f"{weights} is not writable: checkpoints are written there")
 
     def _capture_example(self, batch: Any) -> None:
         x = _inputs(batch)
@@ -1113,6 +1263,11 @@ class Trainer:
     def _check_data(data: Any, what: str) -> None:
         if data is None or not isinstance(data, Iterable):
             raise ConfigError(f"{what} must be a DataLoader or another iterable of batches, got {type(data).__name__}")
+        if _safe_len(data) == 0:  # else "finished (0 steps)" with untrained weights saved as best.pt
+            dataset = getattr(data, "dataset", None)
+            size = _safe_len(dataset) if dataset is not None else None
+            detail = f" (its dataset has {size} samples)" if size is not None else ""
+            raise ConfigError(f"{what} has no batches{detail}: nothing to train or evaluate on; check the data source")
 
     def _on_exception(self, exc: BaseException) -> None:
         if getattr(exc, "_trainhooks_reported", False):
@@ -1140,6 +1295,24 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"<Trainer model={type(self.unwrapped_model).__name__} epochs={self.epochs} save_dir={str(self.save_dir)!r}>"
+
+
+RUN_FILES = ("metrics.csv", "results.png")
+"""Files a run writes directly in ``save_dir`` (besides ``weights/*.pt``): their presence means a run was there."""
+
+
+def _previous_run_files(save_dir: Path) -> list[Path]:
+    """The files of an earlier run in ``save_dir``: checkpoints in ``weights/``, ``metrics.csv``, ``results.png``."""
+    found = [save_dir / name for name in RUN_FILES if (save_dir / name).is_file()]
+    weights = save_dir / "weights"
+    if weights.is_dir():
+        found.extend(sorted(p for p in weights.glob("*.pt") if p.is_file()))
+    return found
+
+
+def _describe(paths: Sequence[Path]) -> str:
+    names = [p.name if p.parent.name != "weights" else f"weights/{p.name}" for p in paths]
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def _loader_generator(data: Any) -> torch.Generator | None:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import Monitor, logged_earlier
+from trainhooks import Monitor, Option
+from trainhooks.monitor import logged_earlier
 
 
 def weights_are_finite(model: Any) -> bool:
@@ -41,53 +42,51 @@ def weights_are_finite(model: Any) -> bool:
 
 
 class ModelCheckpoint(trainhooks.Callback):
-    """Keep ``last.pt``, ``best.pt`` and optionally the top-k epochs in ``save_dir/weights``."""
+    """Keep ``last.pt``, ``best.pt`` and optionally the top-k epochs in ``save_dir/weights``.
+
+    Several instances may run in one trainer, e.g. one keeping the best by ``val/loss`` and one
+    writing every N steps; give each a ``name=`` and, if they should not share files, its own
+    ``dirpath=``.
+    """
 
     rank_zero_only = True
 
-    def __init__(
-        self,
-        monitor: str | None = None,
-        mode: str | None = None,
-        save_top_k: int | None = None,
-        every_n_steps: int | None = None,
-    ) -> None:
-        self._given: dict[str, Any] = {
-            "ckpt_monitor": monitor,
-            "ckpt_mode": mode,
-            "save_top_k": save_top_k,
-            "save_every_n_steps": every_n_steps,
-        }
-        self.monitor = Monitor(monitor or "val/loss", mode or "auto")
-        self.save_top_k = save_top_k if save_top_k is not None else 1
-        self.every_n_steps = every_n_steps or 0
+    metric = Option(str, "val/loss", "metric that decides best.pt", name="monitor", flag="ckpt-monitor")
+    mode = Option(str, "auto", "minimise or maximise it", choices=("auto", "min", "max"), flag="ckpt-mode")
+    save_top_k = Option(int, 1, "keep the k best epochs as weights/epochN.pt too (-1: all)", min=-1)
+    every_n_steps = Option(
+        int, 0, "also write last.pt every N steps, mid-epoch (0: off)", min=0, flag="save-every-n-steps"
+    )
+    dirpath = Option(
+        Path, None, "directory for the files, relative to the save dir (default: weights)", flag="ckpt-dir"
+    )
+
+    _warned_missing = False
+    _watch: Monitor | None = None
+
+    def __init__(self, *args: Any, **settings: Any) -> None:
+        super().__init__(*args, **settings)
         self.top: list[tuple[float, int, str]] = []  # (value, epoch, file) best first
+
+    @property
+    def monitor(self) -> Monitor:
+        """The :class:`~trainhooks.Monitor` deciding ``best.pt`` (rebuilt when its settings change)."""
+        self._watch = Monitor.keep(self._watch, self.metric, self.mode)
+        return self._watch
+
+    def weights_dir(self, trainer: trainhooks.Trainer) -> Path:
+        """``dirpath`` (a relative one inside ``save_dir``), else ``save_dir/weights``."""
+        return trainer.save_dir / (self.dirpath if self.dirpath is not None else "weights")
+
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
+        # A new run: no best value, no top-k list (a resume restores them afterwards).
+        self.monitor.reset()
+        self.top = []
         self._warned_missing = False
-
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--ckpt-monitor", default="val/loss", help="metric that decides best.pt")
-        parser.add_option("--ckpt-mode", default="auto", choices=["auto", "min", "max"], help="minimise or maximise it")
-        parser.add_option(
-            "--save-top-k", type=int, default=1, help="keep the k best epochs as weights/epochN.pt too (-1: all)"
-        )
-        parser.add_option(
-            "--save-every-n-steps", type=int, default=0, help="also write last.pt every N steps, mid-epoch (0: off)"
-        )
-
-    def configure(self, trainer: trainhooks.Trainer) -> None:
-        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
-        self.monitor = Monitor(opts["ckpt_monitor"] or "val/loss", opts["ckpt_mode"] or "auto")
-        k = opts["save_top_k"]
-        self.save_top_k = int(k) if k is not None else 1
-        if self.save_top_k < -1:
-            raise trainhooks.ConfigError(f"checkpoint: save_top_k must be >= -1, got {self.save_top_k}")
-        self.every_n_steps = int(opts["save_every_n_steps"] or 0)
-        if self.every_n_steps < 0:
-            raise trainhooks.ConfigError(f"checkpoint: save_every_n_steps must be >= 0, got {self.every_n_steps}")
 
     def on_train_start(self, trainer: trainhooks.Trainer) -> None:
         # A run killed while writing leaves a temporary file next to the real one: drop it.
-        for stale in (trainer.save_dir / "weights").glob(".*.pt.*.tmp"):
+        for stale in self.weights_dir(trainer).glob(".*.pt.*.tmp"):
             stale.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
@@ -101,11 +100,11 @@ class ModelCheckpoint(trainhooks.Callback):
 
     def _save_last(self, trainer: trainhooks.Trainer) -> None:
         if weights_are_finite(trainer.unwrapped_model):
-            trainer.log_artifact("last.pt", trainer.save_checkpoint(trainer.save_dir / "weights" / "last.pt"))
+            trainer.log_artifact("last.pt", trainer.save_checkpoint(self.weights_dir(trainer) / "last.pt"))
 
     @trainhooks.hookimpl(trylast=True)
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
-        weights = trainer.save_dir / "weights"
+        weights = self.weights_dir(trainer)
         if not weights_are_finite(trainer.unwrapped_model):
             warnings.warn(
                 f"checkpoint: the model's weights are not finite at epoch {trainer.epoch + 1}; "

@@ -446,7 +446,8 @@ def test_small_hook_sets_bake_working_ruff_clean_code(tmp_path: Path, bake_confi
     assert generated == brings.get(hooks, [hooks])
     if hooks == "add_options":  # every generated option is read by the generated code
         source = (path / "src" / "trainhooks_small" / "__init__.py").read_text()
-        assert "parser.add_option(EVERY_FLAG" in source and "trainer.options[EVERY_KEY]" in source
+        assert "EVERY.declare(parser)" in source and "EVERY.value(trainer)" in source
+        assert "trainhooks.Option(" in source  # the setting is declared once, with its check
     assert 'ignore = ["E501"]' not in (path / "pyproject.toml").read_text()
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=path, capture_output=True, text=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from trainhooks import interrupts
 from trainhooks.cli.args import RUN_COMMANDS, _command_of, build_parser, scan_plugin_flags, split_plugin_values
-from trainhooks.cli.render import _rank_label, format_profile, hook_reference_markdown, summary_line
+from trainhooks.cli.render import _is_rank_zero, _rank_label, format_profile, hook_reference_markdown, summary_line
 from trainhooks.errors import HookError, TrainhooksError
 from trainhooks.host import PluginHost
 
@@ -36,6 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainhooks`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     handler = _log_to_stderr()
+    watching = interrupts.watch()  # a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
+    saved_filters = warnings.filters[:]
+    if not _is_rank_zero():  # under torchrun: a warning every rank would print, printed by rank 0
+        from trainhooks.host import PluginDisabledWarning
+
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("default", PluginDisabledWarning)  # may concern one rank alone
     try:
         return _main(args_list)
     except HookError as exc:
@@ -45,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trainhooks: error: {_rank_label()}{exc}", file=sys.stderr)
         return exc.exit_code
     except TrainhooksError as exc:
-        label = "" if type(exc).__name__ == "DistributedError" else _rank_label()  # it names its rank
+        distributed_error = type(exc).__name__ == "DistributedError"
+        cause = getattr(exc, "original", None) if distributed_error else None
+        if cause is not None and not isinstance(cause, TrainhooksError):  # this rank's own step failed
+            print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        label = "" if distributed_error else _rank_label()  # it names its rank
         print(f"trainhooks: error: {label}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -55,13 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     finally:
+        interrupts.unwatch(watching)
         logging.getLogger("trainhooks").removeHandler(handler)
+        warnings.filters[:] = saved_filters
 
 
 def _log_to_stderr() -> logging.Handler:
-    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines."""
+    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines.
+
+    Under torchrun every rank runs the same code and would print the same warning: ranks other
+    than 0 print the engine's errors only.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(logging.WARNING if _is_rank_zero() else logging.ERROR)
     handler.setFormatter(logging.Formatter("trainhooks: %(message)s"))
     logging.getLogger("trainhooks").addHandler(handler)
     return handler
@@ -76,13 +95,47 @@ def _main(argv: list[str]) -> int:
 
         enable, disable = scan_plugin_flags(argv)
         host = PluginHost()
-        host.load_plugins(enable=enable, disable=disable)
+        helping = _asks_for_help(argv)
+        # --help always works: a plugin that cannot load is named (its options are missing),
+        # not raised; running the command still refuses it.
+        host.load_plugins(enable=enable, disable=disable, strict=not helping)
+        if helping:
+            for rec in host.records.values():
+                if rec.status == "error":
+                    print(f"trainhooks: note: {rec.reason} (its options are not listed below)", file=sys.stderr)
         table = collect_options(host, reserved=CORE_OPTIONS)
     parser = build_parser(table)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    try:
+        return _run(args, host, table)
+    except SystemExit as exc:  # argparse is done: whatever exits now (a task, a plugin's setup) failed
+        raise _exit_error(exc, args.command) from exc
+
+
+def _asks_for_help(argv: list[str]) -> bool:
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg in ("-h", "--help"):
+            return True
+    return False
+
+
+def _exit_error(exc: SystemExit, command: str | None) -> TrainhooksError:
+    """A ``sys.exit()`` outside any hook (hooks report their own): a failure naming where it was called."""
+    tb, where = exc.__traceback__, ""
+    while tb is not None:
+        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return TrainhooksError(
+        f"sys.exit({exc.code!r}) was called{where} during 'trainhooks {command}'; the command did not finish"
+    )
+
+
+def _run(args: Any, host: PluginHost | None, table: OptionTable | None) -> int:
     if args.command == "plugins":
         from trainhooks.cli.plugins import _cmd_plugins
 

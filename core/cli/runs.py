@@ -51,7 +51,7 @@ def _make_trainer(
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
-        from trainhooks.checkpointing import load_weights
+        from trainhooks.checkpointing import describe_mismatch, load_weights
 
         state = load_weights(args.weights)
         try:
@@ -59,8 +59,10 @@ def _make_trainer(
         except RuntimeError as exc:
             from trainhooks.errors import CheckpointError
 
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(f"weights {args.weights} do not fit the task's model: {first}") from exc
+            differences = describe_mismatch(trainer.unwrapped_model, state)  # torch's first line says none
+            raise CheckpointError(
+                f"checkpoint {args.weights} does not fit this model (the task's): {differences}"
+            ) from exc
     return trainer, task
 
 
@@ -70,5 +72,8 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "precision": getattr(args, "precision", None),
         "dist_timeout": getattr(args, "dist_timeout", None),
         "dist_sync_every": getattr(args, "dist_sync_every", None),
+        "stop_timeout": getattr(args, "stop_timeout", None),
+        "preempt_signal": getattr(args, "preempt_signal", None),
+        "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
