@@ -267,6 +267,8 @@ class Trainer:
         self._skipped = 0
         self._rng_at_cut: dict[str, Any] | None = None
         self.emergency_checkpoint: Path | None = None
+        # Background checkpoint writes (save_checkpoint(background=True)): one in flight at most.
+        self.checkpoint_writer = checkpointing.CheckpointWriter()
 
         self.rank = distributed.env_int("RANK", 0)
         self.local_rank = distributed.env_int("LOCAL_RANK", 0)
@@ -469,6 +471,7 @@ class Trainer:
             if not self._stop_requested:
                 self.stop_reason = f"completed {self.epochs} epochs"
             hooks.on_train_end()
+            self.flush_checkpoints()  # a background write's error is this run's error
         except BaseException as exc:
             failed = True
             self._on_exception(exc)
@@ -476,6 +479,8 @@ class Trainer:
                 self._emergency_checkpoint(exc)
             raise
         finally:
+            if failed:  # the write in flight still lands (or its error is reported) before teardown
+                self._flush_checkpoints_quietly()
             self._restore_signal_handlers(previous_handlers)
             self._in_batch_loop = False
             self._epoch_record = None
@@ -919,21 +924,52 @@ class Trainer:
         *,
         epoch_completed: bool | None = None,
         also: Sequence[str | os.PathLike[str]] = (),
+        background: bool = False,
+        previous: str | os.PathLike[str] | None = None,
     ) -> Path:
         """Write a checkpoint atomically and fire ``on_model_save`` for each file; returns ``path``.
 
         :param also: more paths for the same checkpoint (``best.pt`` in an epoch that also
             writes ``last.pt``): built and serialised once, then copied, so ``on_save_checkpoint``
             fires once and ``on_model_save`` once per file.
-        :raises CheckpointError: the file cannot be written (the previous one is kept).
+        :param background: snapshot the state now (tensors copied) and serialise and write it on
+            a background thread while training goes on (the checkpoint plugin does). The call
+            returns before the file exists; ``on_model_save`` fires once it is durable, at the
+            next save or :meth:`flush_checkpoints` (which ``fit`` calls when training ends).
+        :param previous: keep the file ``path`` held until now under this name (the checkpoint
+            plugin keeps ``weights/previous.pt``, auto-resume's fallback).
+        :raises CheckpointError: the file cannot be written (the previous one is kept); for a
+            background write, raised by the next save or by :meth:`flush_checkpoints`.
         """
         others = [Path(p) for p in also]
-        written = checkpointing.atomic_save(self.state_checkpoint(epoch_completed=epoch_completed), path, also=others)
+        self.flush_checkpoints()  # at most one write in flight; an earlier write's error surfaces here
+        checkpoint = self.state_checkpoint(epoch_completed=epoch_completed)
+        if background:
+            self.checkpoint_writer.submit(
+                checkpointing.snapshot(checkpoint), path, also=others, previous=previous, global_step=self.global_step
+            )
+            return Path(path)
+        written = checkpointing.atomic_save(checkpoint, path, also=others, previous=previous)
+        self.checkpoint_writer.durable_steps.update({p: self.global_step for p in [written, *others]})
         self.hooks.on_model_save(written)
         for other in others:
             if other != written:
                 self.hooks.on_model_save(other)
         return written
+
+    def flush_checkpoints(self) -> None:
+        """Wait for a background checkpoint write; fire ``on_model_save`` for its files.
+
+        :raises CheckpointError: the write failed (the previous file is unchanged).
+        """
+        self.checkpoint_writer.collect(self.hooks.on_model_save)
+
+    def _flush_checkpoints_quietly(self) -> None:
+        """:meth:`flush_checkpoints` while handling another error: a failed write is logged."""
+        try:
+            self.checkpoint_writer.collect(self.hooks.on_model_save)
+        except Exception as exc:
+            log.error("a background checkpoint write failed too: %s", exc)
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Restore model, optimizer, scheduler, counters and plugin state; fires ``on_load_checkpoint``.
@@ -967,6 +1003,7 @@ class Trainer:
 
     def _resume(self, path: str | os.PathLike[str]) -> int:
         """Restore a checkpoint inside fit; returns the epoch to start at."""
+        self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
         checkpoint = self.load_checkpoint(path)
         stopped_by = checkpoint.get("stopped_by")
         resumable = stopped_by in (None, "signal") or checkpoint.get("stop_resumable", False)
@@ -1076,6 +1113,14 @@ class Trainer:
         if isinstance(exc, CheckpointError) or isinstance(getattr(exc, "original", None), CheckpointError):
             return  # writing is what failed: do not try again
         path = self.save_dir / "weights" / "emergency.pt"
+        self._flush_checkpoints_quietly()  # never race a background write of last.pt
+        last = self.save_dir / "weights" / "last.pt"
+        if self.checkpoint_writer.durable_steps.get(last) == self.global_step and last.is_file():
+            log.error(
+                "training failed; %s holds the last step (%d): resume with --resume %s", last, self.global_step, last
+            )
+            self.emergency_checkpoint = last  # an emergency.pt would hold the same step
+            return
         try:
             finite = all(
                 bool(torch.isfinite(t).all())
