@@ -128,7 +128,7 @@ class ModelCheckpoint(trainhooks.Callback):
         self.save_top_k = save_top_k if save_top_k is not None else 1
         self.every_n_steps = every_n_steps or 0
         self.every_n_epochs = every_n_epochs or 0
-        self.filename = DEFAULT_FILENAME + ".pt"
+        self.filename = check_filename(filename if filename is not None else DEFAULT_FILENAME)
         self.initial_threshold = initial_threshold
         self.restore_best = bool(restore_best)
         self.background = True if background is None else bool(background)
