@@ -435,6 +435,48 @@ class CheckpointWriter:
         return job
 
 
+#: What ``resume="auto"`` considers in ``save_dir/weights``, in this order when equally new.
+RESUME_CANDIDATES = ("last.pt", "emergency.pt", "previous.pt")
+
+
+@dataclass
+class ResumeChoice:
+    """What ``resume="auto"`` found: the newest good checkpoint (or None: start fresh), and
+    the newer files it passed over, each with why."""
+
+    path: Path | None
+    checkpoint: dict[str, Any] | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def newest_good_checkpoint(weights_dir: str | os.PathLike[str]) -> ResumeChoice:
+    """The newest checkpoint in ``weights_dir`` that loads (``last.pt``, ``emergency.pt`` or
+    ``previous.pt``, newest first by modification time, ``last.pt`` first among equals).
+
+    A damaged ``last.pt`` is passed over for the one before it (``previous.pt``, which the
+    checkpoint plugin keeps): the choice says which files were skipped and why. None when
+    there is no good checkpoint at all (a run killed before its first save starts fresh).
+    """
+    weights = Path(weights_dir)
+    found: list[tuple[float, int, Path]] = []
+    for rank, name in enumerate(RESUME_CANDIDATES):
+        candidate = weights / name
+        try:
+            found.append((-candidate.stat().st_mtime, rank, candidate))
+        except OSError:
+            continue
+    choice = ResumeChoice(None)
+    for _, _, candidate in sorted(found):
+        try:
+            checkpoint = load_checkpoint(candidate)
+        except CheckpointError as exc:
+            choice.skipped.append((candidate, str(exc)))
+            continue
+        choice.path, choice.checkpoint = candidate, checkpoint
+        break
+    return choice
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``) onto the CPU.
 

@@ -269,6 +269,9 @@ class Trainer:
         self.emergency_checkpoint: Path | None = None
         # Background checkpoint writes (save_checkpoint(background=True)): one in flight at most.
         self.checkpoint_writer = checkpointing.CheckpointWriter()
+        # Settings recorded in every checkpoint's "run" entry, so that a resume continues the same
+        # run; the CLI adds what only it knows (task, batch size, lr).
+        self.run_settings: dict[str, Any] = {}
 
         self.rank = distributed.env_int("RANK", 0)
         self.local_rank = distributed.env_int("LOCAL_RANK", 0)
@@ -409,7 +412,10 @@ class Trainer:
         :param val_data: validation batches, run after every epoch; optional.
         :param epochs: overrides the constructor's ``epochs``.
         :param resume: a checkpoint to continue from (model, optimizer, scheduler, counters,
-            plugin state).
+            plugin state), or ``"auto"``: the newest good checkpoint in ``save_dir/weights``
+            (``last.pt``; ``previous.pt`` when ``last.pt`` is damaged; a newer ``emergency.pt``),
+            or a fresh start when there is none. The same call then works after a restart
+            (torchrun ``--max-restarts``, SLURM requeue, a pod restart).
         :raises HookError: a plugin failed (``on_exception`` has fired); the original exception
             is its ``__cause__``.
         """
@@ -425,6 +431,8 @@ class Trainer:
         self._stop_resumable = False
         self.interrupted, self._signal_received, self._resume_position = None, None, None
         self._first_step: int | None = None
+        if isinstance(resume, str) and resume == "auto":
+            resume = self._auto_resume()
         if resume is None:  # a fresh run: counters start over (resume restores them)
             self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
         self._train_data = train_data
@@ -900,6 +908,7 @@ class Trainer:
             "plugins": plugins,
             "world_size": self.world_size,
             "seed": self.seed,
+            "run": self._run_record(),
         }
         if not epoch_completed and self._epoch_rng_start is not None:
             losses = self._epoch_losses
@@ -917,6 +926,22 @@ class Trainer:
         if fire_hooks:
             self.hooks.on_save_checkpoint(checkpoint)
         return checkpoint
+
+    def _run_record(self) -> dict[str, Any]:
+        """The settings that make this run this run (see :attr:`run_settings`): what a resume
+        from the CLI reuses unless a flag overrides it. Plain values only (weights_only loads)."""
+        options = {k: v for k, v in self.options.items() if _plain(v)}
+        plugins = [r.name for r in self.plugin_manager.active() if r.source in ("builtin", "entrypoint", "module")]
+        record: dict[str, Any] = {
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "precision": self.precision,
+            "grad_clip_norm": self.grad_clip_norm,
+            "options": options,
+            "plugins": plugins,
+        }
+        record.update({k: v for k, v in self.run_settings.items() if _plain(v)})
+        return record
 
     def save_checkpoint(
         self,
@@ -1001,10 +1026,30 @@ class Trainer:
         self.hooks.on_load_checkpoint(checkpoint)
         return checkpoint
 
+    def _auto_resume(self) -> Path | None:
+        """``fit(resume="auto")``: the newest good checkpoint in ``save_dir/weights``, or None."""
+        self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
+        choice = checkpointing.newest_good_checkpoint(self.save_dir / "weights")
+        for skipped, why in choice.skipped:
+            log.warning("not resuming from %s: %s", skipped, why)
+        if choice.path is None:
+            if self.verbose and self.is_global_zero:
+                print(f"No checkpoint in {self.save_dir / 'weights'}: starting a fresh run", flush=True)
+            return None
+        if choice.skipped:
+            log.warning("resuming from the previous good checkpoint, %s, instead", choice.path)
+        return choice.path
+
     def _resume(self, path: str | os.PathLike[str]) -> int:
         """Restore a checkpoint inside fit; returns the epoch to start at."""
         self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
         checkpoint = self.load_checkpoint(path)
+        if self.verbose and self.is_global_zero:
+            print(
+                f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, "
+                f"step {int(checkpoint.get('global_step', 0))})",
+                flush=True,
+            )
         stopped_by = checkpoint.get("stopped_by")
         resumable = stopped_by in (None, "signal") or checkpoint.get("stop_resumable", False)
         if checkpoint.get("stop_reason") and not resumable:
@@ -1183,6 +1228,15 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"<Trainer model={type(self.unwrapped_model).__name__} epochs={self.epochs} save_dir={str(self.save_dir)!r}>"
+
+
+def _plain(value: Any) -> bool:
+    """A value ``torch.load(weights_only=True)`` reads back as it was."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
 
 
 def _loader_generator(data: Any) -> torch.Generator | None:

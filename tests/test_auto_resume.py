@@ -1,0 +1,115 @@
+"""``fit(resume="auto")`` / ``--resume auto`` (issue 14): the newest good checkpoint in the save
+dir, the previous one when ``last.pt`` is damaged, a fresh start when there is none; the
+``Resuming from FILE (epoch E, step S)`` line; the run's settings recorded in the checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainhooks
+from trainhooks import checkpointing
+from trainhooks.plugins.checkpoint import ModelCheckpoint
+from trainhooks.plugins.csv_logger import CSVLogger
+from trainhooks.testing import tiny_digits
+
+
+class CrashAt(trainhooks.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer):
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated crash at step {trainer.global_step}")
+
+
+def run(save_dir: Path, *, crash_at: int | None = None, resume=None, verbose: bool = False):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(32, 10)
+    )
+    train, val = tiny_digits(n_train=160, n_val=64, batch_size=32, seed=1)
+    trainer = trainhooks.Trainer(
+        model,
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        epochs=4,
+        save_dir=save_dir,
+        seed=5,
+        plugins=[ModelCheckpoint(every_n_steps=3), CSVLogger()],
+        callbacks=[CrashAt(crash_at)] if crash_at else [],
+        default_plugins=False,
+        verbose=verbose,
+    )
+    try:
+        trainer.fit(train, val, resume=resume)
+    except trainhooks.HookError:
+        if crash_at is None:
+            raise
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> trainhooks.Trainer:
+    return run(tmp_path_factory.mktemp("ref") / "run")
+
+
+def same(a: trainhooks.Trainer, b: trainhooks.Trainer) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def epochs_in_csv(save_dir: Path) -> list[str]:
+    return [r["epoch"] for r in csv.DictReader((save_dir / "metrics.csv").open())]
+
+
+def test_auto_in_an_empty_save_dir_starts_fresh(tmp_path, reference, capsys) -> None:
+    trainer = run(tmp_path / "run", resume="auto", verbose=True)
+    assert "No checkpoint in" in capsys.readouterr().out
+    assert same(trainer, reference) and trainer.history == reference.history
+
+
+def test_the_same_auto_call_after_a_crash_continues_the_run(tmp_path, reference, capsys) -> None:
+    run(tmp_path / "run", crash_at=11, resume="auto")
+    capsys.readouterr()
+    resumed = run(tmp_path / "run", resume="auto", verbose=True)
+    out = capsys.readouterr().out
+    # crashed at step 11: last.pt holds step 9 (every 3 steps), taken in epoch 2 (5 batches an epoch)
+    assert f"Resuming from {tmp_path / 'run' / 'weights' / 'emergency.pt'} (epoch 3, step 11)" in out
+    assert same(resumed, reference) and resumed.history == reference.history
+    assert epochs_in_csv(tmp_path / "run") == ["1", "2", "3", "4"]
+
+
+def test_a_corrupt_last_pt_falls_back_to_the_previous_good_one(tmp_path, reference, caplog, capsys) -> None:
+    run(tmp_path / "run", crash_at=13, resume="auto")
+    weights = tmp_path / "run" / "weights"
+    (weights / "emergency.pt").unlink()
+    previous = checkpointing.load_checkpoint(weights / "previous.pt")
+    position = f"epoch {previous['epoch'] + 1}, step {previous['global_step']}"
+    assert previous["global_step"] == 10  # saved at steps 3, 5 (epoch end), 6, 9, 10 (epoch end), 12
+    data = bytearray((weights / "last.pt").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\0" * 64  # damaged after it was written
+    (weights / "last.pt").write_bytes(bytes(data))
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger="trainhooks"):
+        resumed = run(tmp_path / "run", resume="auto", verbose=True)
+    messages = caplog.text
+    assert f"not resuming from {weights / 'last.pt'}" in messages and "corrupt" in messages
+    assert f"resuming from the previous good checkpoint, {weights / 'previous.pt'}, instead" in messages
+    assert f"Resuming from {weights / 'previous.pt'} ({position})" in capsys.readouterr().out
+    assert same(resumed, reference) and resumed.history == reference.history
+    assert epochs_in_csv(tmp_path / "run") == ["1", "2", "3", "4"]
+
+
+def test_checkpoints_record_the_runs_settings(tmp_path) -> None:
+    trainer = run(tmp_path / "run")
+    trainer.run_settings.update(task="mytask:make", batch_size=32, lr=0.01, not_plain=object())
+    saved = checkpointing.load_checkpoint(trainer.save_checkpoint(tmp_path / "c.pt"))
+    record = saved["run"]
+    assert record["epochs"] == 4 and record["seed"] == 5 and record["precision"] == "32"
+    assert record["task"] == "mytask:make" and record["batch_size"] == 32 and record["lr"] == 0.01
+    assert "not_plain" not in record
+    assert isinstance(record["options"], dict) and isinstance(record["plugins"], list)
