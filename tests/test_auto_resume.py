@@ -113,3 +113,61 @@ def test_checkpoints_record_the_runs_settings(tmp_path) -> None:
     assert record["task"] == "mytask:make" and record["batch_size"] == 32 and record["lr"] == 0.01
     assert "not_plain" not in record
     assert isinstance(record["options"], dict) and isinstance(record["plugins"], list)
+
+
+# --------------------------------------------------------------------------- torchrun restarts
+RESTART_SCRIPT = """
+import os, sys, torch, trainhooks
+from trainhooks.testing import tiny_digits
+
+save_dir, die_at = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+trainer = trainhooks.Trainer(
+    model, loss_fn=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    epochs=3, save_dir=save_dir, default_plugins=False, plugins=["checkpoint", "csv"],
+    options={"save_every_n_steps": 2}, seed=0, dist_timeout=60, verbose=True,
+)
+marker = os.path.join(save_dir, "died-once")
+
+def on_train_batch_end(trainer):
+    # rank 1 dies once, mid-epoch, without any cleanup (like a lost node or an OOM kill)
+    if trainer.rank == 1 and trainer.global_step == die_at and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(17)
+
+trainer.add_callback("on_train_batch_end", on_train_batch_end)
+train, val = tiny_digits(n_train=192, n_val=64, batch_size=16, seed=1)
+trainer.fit(train, val, resume="auto")
+if trainer.is_global_zero:
+    torch.save(trainer.unwrapped_model.state_dict(), os.path.join(save_dir, "final.pt"))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_max_restarts_resumes_the_group_bitwise_identical(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "restart.py"
+    script.write_text(RESTART_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+    def torchrun(save_dir: Path, die_at: int) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        cmd += ["--max-restarts", "1", str(script), str(save_dir), str(die_at)]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    plain = torchrun(tmp_path / "plain", die_at=-1)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    # 192 samples / 2 ranks / batch 16 = 6 steps an epoch; rank 1 dies after step 9 (epoch 2, batch 3)
+    restarted = torchrun(tmp_path / "restarted", die_at=9)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert (tmp_path / "restarted" / "died-once").exists()
+    assert "Resuming from" in restarted.stdout + restarted.stderr
+    reference = torch.load(tmp_path / "plain" / "final.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "restarted" / "final.pt", weights_only=True)
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert epochs_in_csv(tmp_path / "restarted") == ["1", "2", "3"]
