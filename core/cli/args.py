@@ -1,0 +1,231 @@
+"""The command line's parser: every command's flags, the plugin flags, and value checks.
+
+Plugin options join the parser of ``fit``/``validate``/``predict``/``export``: the ``-p``
+flags are read first (:func:`scan_plugin_flags`), plugins are loaded, their ``add_options``
+hooks run, and only then is the full parser built, so ``trainhooks fit --help`` shows every
+installed plugin's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainhooks import __version__
+
+if TYPE_CHECKING:
+    from trainhooks.options import OptionTable
+
+RUN_COMMANDS = ("fit", "validate", "predict", "export")
+
+
+def scan_plugin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``-p NAME`` / ``-p no:NAME`` (also ``-pNAME``, ``--plugin NAME``) → (enable, disable)."""
+    values: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            break
+        if arg in ("-p", "--plugin"):
+            value = next(it, None)
+            if value is not None:
+                values.append(value)
+        elif arg.startswith("--plugin="):
+            values.append(arg.split("=", 1)[1])
+        elif arg.startswith("-p") and not arg.startswith("--") and len(arg) > 2:
+            values.append(arg[2:])
+    return split_plugin_values(values)
+
+
+def split_plugin_values(values: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``["a", "no:b"]`` → (["a"], ["b"])."""
+    enable = [v for v in values if not v.startswith("no:")]
+    disable = [v[3:] for v in values if v.startswith("no:")]
+    return enable, disable
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-p", "--plugin"):
+            skip = True
+            continue
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="enable plugin NAME (an entry point or an importable module); '-p no:NAME' disables it. Repeatable.",
+    )
+
+
+def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    parser.add_argument(
+        "--task",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="function returning a trainhooks.Task (default: the built-in digits task)",
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=None, help="batch size passed to the task")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: auto)")
+    parser.add_argument(
+        "--save-dir",
+        type=Path,
+        default=None,
+        help="output directory (default: runs/train for fit, like Trainer; runs/<command> otherwise; numbered)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    if training:
+        parser.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default: 10)")
+        parser.add_argument("--lr", type=_positive_float, default=None, help="learning rate passed to the task")
+        parser.add_argument("--name", default=None, help="run name (default: the save_dir's name)")
+        parser.add_argument(
+            "--resume", type=Path, default=None, metavar="CHECKPOINT", help="continue from a checkpoint"
+        )
+        parser.add_argument(
+            "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"
+        )
+        parser.add_argument(
+            "--non-critical",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="a failure of plugin NAME disables it instead of stopping the run (repeatable, or comma-separated)",
+        )
+        parser.add_argument(
+            "--precision",
+            default="32",
+            choices=["32", "bf16", "16"],
+            help="32, or mixed precision: bf16 (autocast) or 16 (autocast + GradScaler) (default: 32)",
+        )
+        parser.add_argument(
+            "--dist-timeout",
+            type=_positive_float,
+            default=None,
+            metavar="SECONDS",
+            help="under torchrun: fail instead of waiting longer than this for another rank (default: 1800)",
+        )
+        parser.add_argument(
+            "--dist-sync-every",
+            type=_positive_int,
+            default=1,
+            metavar="N",
+            help="under torchrun: agree on stop requests every N batches (default: 1)",
+        )
+    else:
+        parser.add_argument(
+            "--weights", type=Path, required=True, help="checkpoint (last.pt/best.pt) or state_dict file"
+        )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
+    """The full parser; ``table`` adds plugin options to the run commands."""
+    parser = argparse.ArgumentParser(
+        prog="trainhooks",
+        description="A PyTorch training engine whose every lifecycle event is a pluggy hook.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainhooks {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    fit = sub.add_parser("fit", help="train a task (default: digits) with the default plugins")
+    _add_task_flags(fit, training=True)
+    _add_plugin_flag(fit)
+
+    val = sub.add_parser("validate", help="evaluate saved weights on the task's validation data")
+    _add_task_flags(val, training=False)
+    _add_plugin_flag(val)
+
+    pred = sub.add_parser("predict", help="predict with saved weights; writes predictions.csv")
+    _add_task_flags(pred, training=False)
+    _add_plugin_flag(pred)
+
+    exp = sub.add_parser("export", help="export saved weights (torchscript, onnx, ...)")
+    _add_task_flags(exp, training=False)
+    exp.add_argument(
+        "--format",
+        default="torchscript",
+        help="export format: torchscript, onnx, or any other a plugin provides (default: torchscript)",
+    )
+    exp.add_argument(
+        "--output", type=Path, default=None, help="output file (default: <save-dir>/weights/model.<format>)"
+    )
+    _add_plugin_flag(exp)
+
+    if table is not None:
+        for command in (fit, val, pred, exp):
+            table.add_to_argparse(command)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins, their status, versions and hooks")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.add_argument("-v", "--verbose", action="store_true", help="also show each entry point's target")
+    _add_plugin_flag(plugins)
+
+    hooks = sub.add_parser("hooks", help="list every hook with its signature; --loop shows the call map")
+    hooks.add_argument("--loop", action="store_true", help="the loop map: when each hook fires and which plugins run")
+    hooks.add_argument("--markdown", action="store_true", help="the full hook reference as Markdown (docs/hooks.md)")
+    _add_plugin_flag(hooks)
+
+    new = sub.add_parser(
+        "new-plugin",
+        help="create a plugin package from the template (offline; needs cookiecutter)",
+        description="Bake trainhooks' plugin template into NAME's own pip-installable package: "
+        "pyproject.toml with the entry point, a module with example hooks, tests using the "
+        "trainhooks_tester fixture, README, CI workflow, LICENSE. Nothing is asked unless --interactive.",
+    )
+    new.add_argument("name", help="the plugin's name: its entry-point name, as in `-p no:NAME` (e.g. 'hello')")
+    new.add_argument(
+        "--hooks",
+        default=None,
+        help="comma-separated hooks to start from (default: on_fit_epoch_end,should_stop); `trainhooks hooks` lists them",
+    )
+    new.add_argument("--module", dest="module_name", default=None, help="import name (default: trainhooks_NAME)")
+    new.add_argument(
+        "--dist", dest="project_slug", default=None, help="distribution and directory name (default: trainhooks-NAME)"
+    )
+    new.add_argument("--author", default=None, help="author name")
+    new.add_argument("--email", default=None, help="author e-mail ('' for none)")
+    new.add_argument("--description", default=None, help="one-line description")
+    new.add_argument("--plugin-version", dest="plugin_version", default=None, help="first version (default: 0.1.0)")
+    new.add_argument("--license", default=None, help="MIT (default), Apache-2.0 or BSD-3-Clause")
+    new.add_argument(
+        "-o", "--output-dir", type=Path, default=Path("."), help="where to create the package directory (default: .)"
+    )
+    asking = new.add_mutually_exclusive_group()
+    asking.add_argument(
+        "--interactive", action="store_true", help="ask cookiecutter's questions (the flags above become the defaults)"
+    )
+    asking.add_argument("--no-input", dest="interactive", action="store_false", help="ask nothing (the default)")
+    return parser

@@ -1,0 +1,30 @@
+"""``trainhooks export``: export saved weights (torchscript, onnx, or a plugin's format)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from trainhooks.cli.runs import _make_trainer
+from trainhooks.host import PluginHost
+
+
+def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    if trainer.example_input is None:
+        # A task without example_input: trace with the first batch of its own data.
+        for data in (task.predict_data, task.val_data, task.train_data):
+            if data is not None:
+                trainer._capture_example(next(iter(data), None))
+                if trainer.example_input is not None:
+                    break
+    if trainer.example_input is None:
+        from trainhooks.errors import TaskError
+
+        raise TaskError(
+            f"export needs an example input to trace the model: the task {args.task!r} has none and no data "
+            "to take one from; return Task(..., example_input=a_batch_of_inputs) from it"
+        )
+    path = trainer.export(args.format, args.output)
+    print(f"exported {args.format} model to {path}")
+    return 0

@@ -1,0 +1,51 @@
+"""``trainhooks fit``: train a task with the enabled plugins."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainhooks.cli.render import format_profile, summary_line
+from trainhooks.cli.runs import _make_trainer
+from trainhooks.host import PluginHost
+
+
+def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, host, plugin_options, training=True)
+    if task.train_data is None:
+        from trainhooks.errors import TaskError
+
+        raise TaskError(f"task {task.name!r} has no train_data")
+    result = trainer.fit(task.train_data, task.val_data, resume=args.resume)
+    if trainer.hook_profile is not None:
+        print(format_profile(trainer))
+    if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
+        print(summary_line(result, trainer.epochs))
+    if trainer.interrupted:
+        last = trainer.save_dir / "weights" / "last.pt"
+        if last.exists() and trainer.is_global_zero:
+            print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
+        return 130 if trainer.interrupted == "SIGINT" else 143
+    return 0
+
+
+def _resume_command(last: Path) -> str:
+    """This very command line with ``--resume LAST`` (and without an earlier --resume)."""
+    import shlex
+
+    argv, kept, skip = sys.argv[1:], [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            skip = True
+            continue
+        if arg.startswith("--resume="):
+            continue
+        kept.append(arg)
+    if not kept or kept[0] != "fit":
+        kept = ["fit"]
+    return shlex.join(["trainhooks", *kept, "--resume", str(last)])

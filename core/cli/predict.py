@@ -1,0 +1,36 @@
+"""``trainhooks predict``: predict with saved weights; writes predictions.csv (or .pt)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from trainhooks.cli.runs import _make_trainer
+from trainhooks.host import PluginHost
+
+
+def _cmd_predict(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    import torch
+
+    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    data = task.predict_data if task.predict_data is not None else task.val_data
+    if data is None:
+        from trainhooks.errors import TaskError
+
+        raise TaskError(f"task {task.name!r} has no predict_data (or val_data) to predict on")
+    preds = trainer.predict(data)
+    trainer.save_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(preds, torch.Tensor) and preds.dim() == 2:
+        probs = preds.float().softmax(dim=1)
+        conf, label = probs.max(dim=1)
+        out = trainer.save_dir / "predictions.csv"
+        with out.open("w", encoding="utf-8") as fh:
+            fh.write("index,prediction,confidence\n")
+            for i, (lab, c) in enumerate(zip(label.tolist(), conf.tolist())):
+                fh.write(f"{i},{lab},{c:.6f}\n")
+    else:
+        out = trainer.save_dir / "predictions.pt"
+        torch.save(preds, out)
+    count = len(preds) if hasattr(preds, "__len__") else 0
+    print(f"{count} predictions written to {out}")
+    return 0

@@ -1,0 +1,73 @@
+"""What the run commands share: building the task and the Trainer from parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainhooks.host import PluginHost
+
+if TYPE_CHECKING:
+    from trainhooks.trainer import Trainer
+
+
+def _make_trainer(
+    args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any], *, training: bool
+) -> tuple[Trainer, Any]:
+    from trainhooks.tasks import load_task
+    from trainhooks.trainer import Trainer, _increment_dir
+
+    params: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed}
+    if training:
+        params.update(lr=args.lr, epochs=args.epochs)
+    task = load_task(args.task, **params)
+    # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
+    run_dir = "train" if args.command == "fit" else args.command
+    resume = getattr(args, "resume", None)
+    if args.save_dir is None and training and resume is not None and Path(resume).parent.name == "weights":
+        # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
+        save_dir = Path(resume).parent.parent
+    else:
+        save_dir = args.save_dir or _increment_dir(Path("runs") / run_dir)
+    trainer = Trainer(
+        task.model,
+        loss_fn=task.loss_fn,
+        optimizer=task.optimizer,
+        lr_scheduler=task.lr_scheduler,
+        epochs=(args.epochs or 10) if training else 1,
+        device=args.device,
+        save_dir=save_dir,
+        seed=args.seed,
+        name=getattr(args, "name", None),
+        options=plugin_options,
+        plugin_host=host,
+        profile_hooks=getattr(args, "profile_hooks", False),
+        verbose=not args.quiet,
+        non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
+        **_distributed_args(args),
+    )
+    if task.example_input is not None:
+        trainer.example_input = task.example_input
+    if not training:
+        from trainhooks.checkpointing import load_weights
+
+        state = load_weights(args.weights)
+        try:
+            trainer.unwrapped_model.load_state_dict(state)
+        except RuntimeError as exc:
+            from trainhooks.errors import CheckpointError
+
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"weights {args.weights} do not fit the task's model: {first}") from exc
+    return trainer, task
+
+
+def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Trainer keywords from ``--precision``, ``--dist-timeout``, ``--dist-sync-every`` (fit only)."""
+    given = {
+        "precision": getattr(args, "precision", None),
+        "dist_timeout": getattr(args, "dist_timeout", None),
+        "dist_sync_every": getattr(args, "dist_sync_every", None),
+    }
+    return {k: v for k, v in given.items() if v is not None}
