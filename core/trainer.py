@@ -1044,7 +1044,7 @@ class Trainer:
         """Restore a checkpoint inside fit; returns the epoch to start at."""
         self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
         checkpoint = self.load_checkpoint(path)
-        if self.verbose and self.is_global_zero:
+        if self.is_global_zero:  # even when quiet: which file a run continues from is never noise
             print(
                 f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, "
                 f"step {int(checkpoint.get('global_step', 0))})",

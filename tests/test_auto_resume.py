@@ -171,3 +171,118 @@ def test_torchrun_max_restarts_resumes_the_group_bitwise_identical(tmp_path) -> 
     resumed = torch.load(tmp_path / "restarted" / "final.pt", weights_only=True)
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     assert epochs_in_csv(tmp_path / "restarted") == ["1", "2", "3"]
+
+
+# --------------------------------------------------------------------------- the command line
+CLI_TASK = """
+import torch
+from trainhooks.tasks import digits_task
+
+def make(batch_size=32, lr=0.005, seed=0, epochs=3):
+    task = digits_task(batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
+    torch.manual_seed(seed)
+    task.model = torch.nn.Sequential(
+        torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(64, 10)
+    )
+    task.optimizer = torch.optim.Adam(task.model.parameters(), lr=lr)
+    return task
+"""
+
+BLOCKER = """
+import os, time, trainhooks
+
+@trainhooks.hookimpl
+def on_train_batch_end(trainer):
+    if os.environ.get("TH_BLOCK_AT") and trainer.global_step == int(os.environ["TH_BLOCK_AT"]):
+        open(os.environ["TH_BLOCKED"], "w").close()
+        time.sleep(600)
+"""
+
+
+def cli(workdir: Path, *args: str, env: dict[str, str] | None = None, **popen):
+    import os
+    import subprocess
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINHOOKS_", "TH_"))}
+    full_env.update(PYTHONPATH=str(workdir), OMP_NUM_THREADS="1", **(env or {}))
+    cmd = [sys.executable, "-m", "trainhooks", "fit", *args]
+    return subprocess.Popen(cmd, cwd=workdir, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# The run's settings, all different from the CLI defaults: a resume that forgot one would differ.
+SETTINGS = ("--task", "clitask:make", "--epochs", "3", "--seed", "7", "--batch-size", "16", "--lr", "0.003")
+SETTINGS += ("-p", "clitaskblock", "--save-every-n-steps", "7", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def cli_workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cliresume")
+    (root / "clitask.py").write_text(CLI_TASK)
+    (root / "clitaskblock.py").write_text(BLOCKER)
+    proc = cli(root, *SETTINGS, "--save-dir", "reference")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return root
+
+
+def kill_at(workdir: Path, save_dir: str, step: int, *extra: str) -> None:
+    import signal
+    import time
+
+    blocked = workdir / f"{save_dir}.blocked"
+    proc = cli(
+        workdir, *SETTINGS, "--save-dir", save_dir, *extra, env={"TH_BLOCK_AT": str(step), "TH_BLOCKED": str(blocked)}
+    )
+    deadline = time.monotonic() + 300
+    while not blocked.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+
+
+def assert_same_run(workdir: Path, save_dir: str) -> None:
+    reference = checkpointing.load_checkpoint(workdir / "reference" / "weights" / "last.pt")
+    resumed = checkpointing.load_checkpoint(workdir / save_dir / "weights" / "last.pt")
+    assert all(torch.equal(reference["model"][k], resumed["model"][k]) for k in reference["model"])
+    assert resumed["history"] == reference["history"]
+    assert epochs_in_csv(workdir / save_dir) == ["1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_resume_of_a_killed_run_with_no_other_flag_is_the_same_run(cli_workdir: Path) -> None:
+    kill_at(cli_workdir, "killed", 100)  # epoch 2 of 3 (68 steps an epoch); last.pt holds step 98
+    last = cli_workdir / "killed" / "weights" / "last.pt"
+    proc = cli(cli_workdir, "--resume", str(last))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert f"Resuming from {last} (epoch 2, step 98)" in out
+    assert "overrides" not in err and "seed" not in err
+    assert_same_run(cli_workdir, "killed")
+
+
+@pytest.mark.slow
+def test_an_explicit_flag_overrides_its_recorded_value_and_says_so(cli_workdir: Path) -> None:
+    kill_at(cli_workdir, "override", 30)
+    last = cli_workdir / "override" / "weights" / "last.pt"
+    proc = cli(cli_workdir, "--resume", str(last), "--epochs", "4", "--quiet")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "trainhooks: --epochs 4 overrides the recorded 3" in err
+    saved = checkpointing.load_checkpoint(last)
+    assert len(saved["history"]) == 4 and saved["run"]["seed"] == 7 and saved["run"]["lr"] == 0.003
+
+
+@pytest.mark.slow
+def test_resume_auto_from_the_cli_with_a_corrupt_last_pt(cli_workdir: Path) -> None:
+    kill_at(cli_workdir, "auto", 150, "--resume", "auto")  # first run: nothing to resume, starts fresh
+    weights = cli_workdir / "auto" / "weights"
+    (weights / "last.pt").write_bytes(b"PK\x03\x04 not a checkpoint any more")
+    proc = cli(cli_workdir, *SETTINGS, "--save-dir", "auto", "--resume", "auto")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert f"not resuming from {Path('auto') / 'weights' / 'last.pt'}" in err
+    assert "resuming from the previous good checkpoint" in err
+    assert f"Resuming from {Path('auto') / 'weights' / 'previous.pt'}" in out
+    assert_same_run(cli_workdir, "auto")

@@ -93,7 +93,11 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         parser.add_argument("--lr", type=_positive_float, default=None, help="learning rate passed to the task")
         parser.add_argument("--name", default=None, help="run name (default: the save_dir's name)")
         parser.add_argument(
-            "--resume", type=Path, default=None, metavar="CHECKPOINT", help="continue from a checkpoint"
+            "--resume",
+            default=None,
+            metavar="CHECKPOINT|auto",
+            help="continue the run that wrote CHECKPOINT, with its recorded settings (flags given override them); "
+            "'auto': the newest good checkpoint in --save-dir (default runs/train), or a fresh start",
         )
         parser.add_argument(
             "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"

@@ -47,6 +47,8 @@ def _make_trainer(
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
         **_distributed_args(args),
     )
+    if training:  # recorded in every checkpoint: --resume continues with the same task and data
+        trainer.run_settings.update(task=args.task, batch_size=args.batch_size, lr=args.lr)
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
