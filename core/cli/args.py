@@ -131,7 +131,10 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         )
     else:
         parser.add_argument(
-            "--weights", type=Path, required=True, help="checkpoint (last.pt/best.pt) or state_dict file"
+            "--weights",
+            type=Path,
+            default=None,
+            help="checkpoint (last.pt/best.pt) or state_dict file (default: best.pt of the latest runs/train* run)",
         )
 
 
@@ -184,7 +187,7 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
         help="export format: torchscript, onnx, or any other a plugin provides (default: torchscript)",
     )
     exp.add_argument(
-        "--output", type=Path, default=None, help="output file (default: <save-dir>/weights/model.<format>)"
+        "--output", type=Path, default=None, help="output file (default: next to the weights, WEIGHTS_STEM.<format>)"
     )
     _add_plugin_flag(exp)
 
