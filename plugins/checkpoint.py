@@ -258,6 +258,8 @@ class ModelCheckpoint(trainhooks.Callback):
     @trainhooks.hookimpl(trylast=True)
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
         weights = trainer.save_dir / "weights"
+        # The previous epoch's write may still be creating a file the top k is about to drop.
+        trainer.flush_checkpoints()
         if not weights_are_finite(trainer.unwrapped_model):
             warnings.warn(
                 f"checkpoint: the model's weights are not finite at epoch {trainer.epoch + 1}; "

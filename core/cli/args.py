@@ -187,7 +187,10 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
         help="export format: torchscript, onnx, or any other a plugin provides (default: torchscript)",
     )
     exp.add_argument(
-        "--output", type=Path, default=None, help="output file (default: next to the weights, WEIGHTS_STEM.<format>)"
+        "--output",
+        type=Path,
+        default=None,
+        help="output file (default: next to the weights, STEM.<format>; with --save-dir: <save-dir>/weights/model.<format>)",
     )
     _add_plugin_flag(exp)
 

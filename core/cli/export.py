@@ -26,8 +26,8 @@ def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict
     if args.save_dir is None:  # export writes next to the weights, not into a new runs/exportN
         weights_dir = Path(args.weights).parent
         args.save_dir = weights_dir.parent if weights_dir.name == "weights" else weights_dir
-    if args.output is None:
-        args.output = Path(args.weights).with_name(f"{Path(args.weights).stem}.{args.format}")
+        if args.output is None:
+            args.output = Path(args.weights).with_name(f"{Path(args.weights).stem}.{args.format}")
     trainer, task = _make_trainer(args, host, plugin_options, training=False)
     if trainer.example_input is None:
         # A task without example_input: trace with the first batch of its own data.
