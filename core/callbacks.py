@@ -184,7 +184,8 @@ def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callabl
     """
     sigs = hook_signatures()
     if event not in sigs:
-        raise UnknownHookError(event, plugin=owner, known=list(sigs))
+        fn_name = getattr(fn, "__name__", None) or type(fn).__name__
+        raise UnknownHookError(event, plugin=owner, known=list(sigs), where=f"for {fn_name}", event=True)
     if not callable(fn):
         raise TypeError(f"callback for {event!r} must be callable, got {fn!r}")
     allowed = sigs[event]

@@ -64,7 +64,8 @@ class UnknownPluginError(PluginError, ConfigError):
 
 
 class PluginLoadError(PluginError):
-    """An entry-point plugin failed to import or to instantiate."""
+    """An entry-point plugin failed to import or to instantiate, or a module given to ``-p``
+    failed to import (then it is bad input: exit status 2)."""
 
     def __init__(
         self,
@@ -74,14 +75,20 @@ class PluginLoadError(PluginError):
         version: str | None,
         target: str,
         cause: BaseException,
+        module: bool = False,
     ) -> None:
-        dist = f"{distribution} {version}" if distribution else "an unknown distribution"
-        super().__init__(
-            f"plugin {name!r} (entry point {target!r} from {dist}) failed to load: "
-            f"{type(cause).__name__}: {cause}. Disable it with '-p no:{name}' "
-            f"or uninstall {distribution or 'it'}",
-            plugin=name,
-        )
+        if module:
+            message = f"plugin module {name!r} given to -p failed to import: {type(cause).__name__}: {cause}"
+        else:
+            dist = f"{distribution} {version}" if distribution else "an unknown distribution"
+            message = (
+                f"plugin {name!r} (entry point {target!r} from {dist}) failed to load: "
+                f"{type(cause).__name__}: {cause}. '-p no:{name}' lets the run go on without it; "
+                f"or uninstall {distribution or 'it'}"
+            )
+        super().__init__(message, plugin=name)
+        if module:
+            self.exit_code = 2
         self.distribution = distribution
         self.version = version
         self.target = target
@@ -99,14 +106,21 @@ class PluginValidationError(PluginError):
 class UnknownHookError(PluginValidationError):
     """A hook implementation (or callback event) names no hook."""
 
-    def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "") -> None:
+    def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "", event: bool = False) -> None:
+        """:param event: the name is an event given to ``add_callback``/``LambdaCallback``
+        (``where`` then names the function): the message is about the event, not a plugin."""
         place = f" ({where})" if where else ""
-        super().__init__(
-            f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
-            f"{did_you_mean(name, known)}. 'trainhooks hooks' lists them all",
-            plugin=plugin,
-            hook=name,
-        )
+        if event:
+            message = (
+                f"callback event {name!r}{place} is not a trainhooks hook{did_you_mean(name, known)}. "
+                "'trainhooks hooks' lists them all"
+            )
+        else:
+            message = (
+                f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
+                f"{did_you_mean(name, known)}. 'trainhooks hooks' lists them all"
+            )
+        super().__init__(message, plugin=plugin, hook=name)
 
 
 class HookArgumentError(PluginValidationError):
@@ -138,8 +152,10 @@ class HookError(PluginError):
         """:param origin: where the plugin comes from, e.g. ``"th-boom 0.1.0"`` (third-party
         entry points), shown after its name."""
         where = f" (from {origin})" if origin else ""
+        # An installed third-party plugin is not the user's code: say how to run without it.
+        hint = f"; '-p no:{plugin}' lets the run go on without it" if origin else ""
         super().__init__(
-            f"plugin {plugin!r}{where} failed in hook {hook!r}: {type(original).__name__}: {original}",
+            f"plugin {plugin!r}{where} failed in hook {hook!r}: {type(original).__name__}: {original}{hint}",
             plugin=plugin,
         )
         self.hook = hook

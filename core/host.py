@@ -203,6 +203,7 @@ class PluginHost(pluggy.PluginManager):
         self._callback_style: set[int] = set()
         self._listeners: list[Callable[[], None]] = []
         self._loaded = False
+        self._ep_modules: dict[str, str] | None = None
         self.non_critical: set[str] = set()
         """Plugins whose failures disable them instead of stopping the run (``--non-critical``)."""
 
@@ -280,12 +281,29 @@ class PluginHost(pluggy.PluginManager):
         return removed
 
     def _default_name(self, plugin: Any) -> str:
+        if inspect.ismodule(plugin):
+            # An installed plugin module registered by hand (Trainer(plugins=[module]), the
+            # tester) gets its entry-point name, as when it is loaded from the entry point:
+            # stopped_by, state keys and -p no:NAME then read the same either way.
+            listed = self._entry_point_modules().get(plugin.__name__)
+            if listed is not None and listed not in self._name2plugin and not self.is_blocked(listed):
+                return listed
         base = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__name__
         name, n = base, 1
         while name in self._name2plugin:
             n += 1
             name = f"{base}#{n}"
         return name
+
+    def _entry_point_modules(self) -> dict[str, str]:
+        """{module: entry-point name} for installed entry points that name a whole module."""
+        if self._ep_modules is None:
+            found: dict[str, str] = {}
+            for spec in discover_entry_points():
+                if ":" not in spec.value:
+                    found.setdefault(spec.value.strip(), spec.name)
+            self._ep_modules = found
+        return self._ep_modules
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         """pluggy's marker lookup, plus unmarked hook-named methods of callback objects."""
@@ -496,20 +514,33 @@ class PluginHost(pluggy.PluginManager):
         for name in enable:
             if name in self.records or name in disable:
                 continue
-            self._load_module_plugin(name, known)
+            self._load_module_plugin(name, known, strict)
 
-    def _load_module_plugin(self, name: str, known: Sequence[str]) -> None:
-        """``-p some.module``: register an importable module that is not an entry point."""
+    def _load_module_plugin(self, name: str, known: Sequence[str], strict: bool = True) -> None:
+        """``-p some.module``: register an importable module that is not an entry point.
+
+        A module that fails (import error, unknown hook, wrong argument) is bad input, exit
+        status 2; with ``strict`` false (``trainhooks plugins``) it is listed with its error.
+        """
+        rec = PluginRecord(name=name, source="module", target=name)
         try:
             module = import_user_module(name)
         except ModuleNotFoundError as exc:
             if exc.name and name.startswith(exc.name):
                 raise UnknownPluginError(name, known) from None
-            raise PluginLoadError(name, distribution=None, version=None, target=name, cause=exc) from exc
-        except Exception as exc:
-            raise PluginLoadError(name, distribution=None, version=None, target=name, cause=exc) from exc
-        rec = PluginRecord(name=name, source="module", target=name)
-        self.register(module, name, source="module", record=rec)
+            err = PluginLoadError(name, distribution=None, version=None, target=name, cause=exc, module=True)
+            self._fail(rec, err, strict)
+            return
+        except (Exception, SystemExit) as exc:
+            err = PluginLoadError(name, distribution=None, version=None, target=name, cause=exc, module=True)
+            self._fail(rec, err, strict)
+            return
+        rec.location = _location(module)
+        try:
+            self.register(module, name, source="module", record=rec)
+        except PluginValidationError as err:
+            err.exit_code = 2  # the user's own module, named on the command line: bad input
+            self._fail(rec, err, strict)
 
     def origin(self, name: str) -> str:
         """``"DIST VERSION"`` for a third-party entry-point plugin (the package to fix or
@@ -522,6 +553,13 @@ class PluginHost(pluggy.PluginManager):
         if isinstance(err, PluginValidationError) and origin and err.args and f"from {origin}" not in str(err):
             # Name the distribution too: it is what the user uninstalls or reports to.
             err.args = (str(err).replace(f"plugin {rec.name!r}", f"plugin {rec.name!r} (from {origin})", 1),)
+        if (
+            isinstance(err, PluginValidationError)
+            and rec.source == "entrypoint"
+            and f"-p no:{rec.name}" not in str(err)
+        ):
+            # Installed, not the user's code: the way to train anyway.
+            err.args = (f"{err}; '-p no:{rec.name}' lets the run go on without it",)
         rec.status, rec.reason = "error", str(err)
         key = rec.name if self.records.get(rec.name, rec) is rec else f"{rec.name} ({rec.distribution})"
         self.records[key] = rec

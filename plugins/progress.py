@@ -4,7 +4,9 @@ Default on. The bar (tqdm) shows the running training loss; it is drawn only whe
 output is a terminal, and never under ``--quiet`` (``Trainer(verbose=False)``). The summary line
 is printed either way (unless quiet), so logs of batch jobs stay readable::
 
-    Epoch 3/10  train/loss 0.2101  val/loss 0.1893  val/acc 0.9472  lr 0.000905  (0.3s)
+    Epoch 3/10  train/loss 0.2101  val/loss 0.1893  val/acc 0.9472  lr 9.05e-04  (0.30s)
+
+An epoch a stop or a signal cut short says so: ``Epoch 4/10 (cut short after batch 17 of 45)``.
 
 The loss shown on the bar is read at most ``refresh`` times per second: reading a tensor's value
 synchronises with the GPU, which a progress bar must not do on every step.
@@ -19,14 +21,25 @@ from typing import Any, TextIO
 import trainhooks
 
 
+def format_value(key: str, value: float) -> str:
+    """One format per kind, so columns line up from epoch to epoch.
+
+    Learning rates (``lr``, ``lr/pg0``) always in scientific notation with three significant
+    digits (``5.00e-03``, ``4.78e-04``): schedules span orders of magnitude, and ``0.0050`` next
+    to ``0.0004775`` and ``3.078e-05`` is three formats for one column. Other metrics: four
+    decimals, or four significant digits once they are too small for those to show anything.
+    """
+    if key == "lr" or key.startswith("lr/"):
+        return f"{value:.2e}"
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.3e}"
+    return f"{value:.4f}"
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
-    """``train/loss 0.2101  val/loss 0.1893  val/acc 0.9472  lr 0.000905``: train, val, then the rest."""
+    """``train/loss 0.2101  val/loss 0.1893  val/acc 0.9472  lr 9.05e-04``: train, val, then the rest."""
     order = sorted(metrics, key=lambda k: 0 if k.startswith("train/") else 1 if k.startswith("val/") else 2)
-    parts = []
-    for key in order:
-        value = metrics[key]
-        parts.append(f"{key} {value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{key} {value:.4f}")
-    return "  ".join(parts)
+    return "  ".join(f"{key} {format_value(key, metrics[key])}" for key in order)
 
 
 class Progress(trainhooks.Callback):
@@ -84,7 +97,12 @@ class Progress(trainhooks.Callback):
         if not trainer.verbose:
             return
         took = time.perf_counter() - self._epoch_started
-        line = f"Epoch {trainer.epoch + 1}/{trainer.epochs}  {format_metrics(trainer.metrics)}  ({took:.2f}s)"
+        head = f"Epoch {trainer.epoch + 1}/{trainer.epochs}"
+        done, total = trainer.batch_idx + 1, trainer.num_train_batches
+        if not trainer.epoch_completed and (total is None or done < total):
+            # Stopped (or interrupted) mid-epoch: the metrics cover only the batches trained.
+            head += f" (cut short after batch {done}{f' of {total}' if total else ''})"
+        line = f"{head}  {format_metrics(trainer.metrics)}  ({took:.2f}s)"
         print(line, file=self._out(), flush=True)
 
     def teardown(self, trainer: trainhooks.Trainer) -> None:

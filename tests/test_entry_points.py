@@ -223,7 +223,7 @@ def test_plugins_command_survives_broken_plugins(recorder_env: PluginEnv, broken
     [
         (
             "broken",
-            "plugin 'broken' (entry point 'th_broken' from th-broken 0.1.0) failed to load: ImportError: No module named fancy_dependency. Disable it with '-p no:broken'",
+            "plugin 'broken' (entry point 'th_broken' from th-broken 0.1.0) failed to load: ImportError: No module named fancy_dependency. '-p no:broken' lets the run go on without it; or uninstall th-broken",
         ),
         (
             "typo",
@@ -256,6 +256,8 @@ def test_fit_with_a_broken_plugin_names_it(
     assert proc.returncode != 0
     assert expected in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("trainhooks: error:")
+    # Installed, not the user's code: every such error says how to train anyway.
+    assert f"'-p no:{name}' lets the run go on without it" in proc.stderr.strip().splitlines()[-1]
     if name == "boom":  # a failure inside a hook shows where in the plugin's code, nothing of ours
         assert 'th_boom.py", line 5, in on_train_epoch_end' in proc.stderr and "trainhooks/" not in proc.stderr
     else:  # a plugin that cannot load: the one line says it all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -45,6 +46,54 @@ def test_add_callback_with_unknown_event(make_trainer) -> None:
     trainer = make_trainer()
     with pytest.raises(trainhooks.UnknownHookError, match=r"'on_epoch_end'.*on_fit_epoch_end / on_train_epoch_end"):
         trainer.add_callback("on_epoch_end", lambda trainer: None)
+
+    def on_epoch_end(trainer):  # the Keras name, as a ported function would be called
+        pass
+
+    with pytest.raises(trainhooks.UnknownHookError) as info:
+        trainer.add_callback("on_epoch_end", on_epoch_end)
+    message = str(info.value)
+    assert message.startswith("callback event 'on_epoch_end' (for ")
+    assert "on_epoch_end:on_epoch_end" not in message and "did you mean on_fit_epoch_end" in message
+    with pytest.raises(trainhooks.UnknownHookError, match=r"^callback event 'on_batch_end' \(for <lambda>\)"):
+        trainhooks.LambdaCallback(on_batch_end=lambda t: None)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "import not_installed_anywhere_xyz\n",
+            "plugin module '{name}' given to -p failed to import: ModuleNotFoundError",
+        ),
+        ("raise RuntimeError('broken at import')\n", "failed to import: RuntimeError: broken at import"),
+        (
+            "import trainhooks\n\n@trainhooks.hookimpl\ndef on_epoch_end(trainer):\n    pass\n",
+            "plugin '{name}' implements 'on_epoch_end' ({name}.on_epoch_end), which is not a trainhooks hook",
+        ),
+        (
+            "import trainhooks\n\n@trainhooks.hookimpl\ndef on_train_batch_end(trainer, batch_index):\n    pass\n",
+            "argument 'batch_index' of on_train_batch_end",
+        ),
+    ],
+)
+def test_a_failing_p_module_exits_2_and_is_listed_with_its_error(tmp_path, monkeypatch, capsys, source, expected):
+    from trainhooks import cli
+
+    name = f"p_mod_{tmp_path.name[-12:].replace('-', '_')}"  # one module name per case (sys.modules)
+    expected = expected.format(name=name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / f"{name}.py").write_text(source)
+    assert cli.main(["fit", "-p", name, "--epochs", "1", "--save-dir", "r"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1  # one line, no usage text
+    assert not (tmp_path / "r").exists()
+    # `trainhooks plugins -p MODULE` lists it, with the error, next to the others.
+    assert cli.main(["plugins", "--json", "-p", name]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert listed[name]["status"] == "error" and expected in listed[name]["reason"]
+    assert listed["checkpoint"]["status"] == "active"
 
 
 def test_argument_not_in_spec_names_plugin_hook_and_argument() -> None:

@@ -88,7 +88,8 @@ def test_default_cli_run_writes_everything_and_says_where(tmp_path, capsys) -> N
     assert code == 0
     lines = out.strip().splitlines()
     assert [line.split()[1] for line in lines if line.startswith("Epoch ")] == ["1/3", "2/3", "3/3"]
-    for line in lines[:-1]:
+    assert lines[0].startswith("Model Sequential: 4,810 parameters") and lines[1].startswith("Plugins: checkpoint")
+    for line in lines[2:-1]:  # after the summary, one line per epoch
         assert "train/loss" in line and "val/acc" in line
     final = lines[-1]
     assert final.startswith("Training finished after 3 of 3 epochs") and "completed 3 epochs" in final

@@ -9,8 +9,8 @@ Three bakes are shared by the slow tests (module-scoped):
 * ``every_hook_pkg`` — ``trainhooks new-plugin`` with every hook and BSD-3-Clause.
 
 The first two are ``pip install``-ed into the session's venv (``plugin_env``), where they stay
-for later tests: their hooks only print, their ``should_stop`` abstains unless the loss is not
-finite, and their names are their own. The every-hook package prints at every stage, so it goes
+for later tests: their hooks only print, their ``should_stop`` abstains unless the learning rate
+falls below 1e-6 with epochs to go, and their names are their own. The every-hook package prints at every stage, so it goes
 into a side directory (``pip --target``) that only its own runs put on the path.
 """
 
@@ -420,16 +420,38 @@ def test_baked_code_is_ruff_clean(bake: str, request: pytest.FixtureRequest) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hooks", ["export_model", "export_formats", "on_exception", "should_stop", "on_train_start"])
+@pytest.mark.parametrize(
+    "hooks", ["export_model", "export_formats", "on_exception", "should_stop", "on_train_start", "add_options"]
+)
 def test_small_hook_sets_bake_working_ruff_clean_code(tmp_path: Path, bake_config: None, hooks: str) -> None:
-    """Either export hook brings its partner (a format must be declared and provided), and any
-    hook set gives code that ruff accepts."""
+    """Either export hook brings its partner (a format must be declared and provided), the
+    example option brings the hook that reads it, and any hook set gives code that ruff accepts
+    (with the generated settings: 100 columns, E501 on)."""
     path = _bake_with_cookiecutter(tmp_path, {"plugin_name": "small", "hooks": hooks})
     generated = hookimpls(path / "src" / "trainhooks_small" / "__init__.py")
-    assert generated == (["export_formats", "export_model"] if hooks.startswith("export") else [hooks])
+    brings = {"export_model": ["export_formats", "export_model"], "export_formats": ["export_formats", "export_model"]}
+    brings["add_options"] = ["add_options", "on_fit_epoch_end"]
+    assert generated == brings.get(hooks, [hooks])
+    if hooks == "add_options":  # every generated option is read by the generated code
+        source = (path / "src" / "trainhooks_small" / "__init__.py").read_text()
+        assert "parser.add_option(EVERY_FLAG" in source and "trainer.options[EVERY_KEY]" in source
+    assert 'ignore = ["E501"]' not in (path / "pyproject.toml").read_text()
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=path, capture_output=True, text=True)
         assert proc.returncode == 0, f"ruff {' '.join(args)} with hooks={hooks}:\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.slow
+def test_long_answers_still_bake_code_within_the_line_length(tmp_path: Path, bake_config: None) -> None:
+    answers = {
+        "plugin_name": "a_rather_long_plugin_name_for_a_lint_check",
+        "description": "A description long enough to need wrapping in the module docstring, " * 3,
+        "hooks": ",".join(hook_signatures()),
+    }
+    path = _bake_with_cookiecutter(tmp_path, answers)
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=path, capture_output=True, text=True)
+        assert proc.returncode == 0, f"ruff {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
 
 
 @pytest.mark.slow
@@ -471,7 +493,7 @@ def test_trainhooks_fit_calls_the_baked_hooks(installed: PluginEnv, tmp_path: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("bake", "passed"), [("default_pkg", 4), ("custom_pkg", 4), ("every_hook_pkg", 8)])
+@pytest.mark.parametrize(("bake", "passed"), [("default_pkg", 5), ("custom_pkg", 5), ("every_hook_pkg", 10)])
 def test_the_baked_test_suite_passes(
     bake: str, passed: int, request: pytest.FixtureRequest, plugin_env: PluginEnv
 ) -> None:

@@ -3,6 +3,10 @@
 {% if "export_model" in chosen or "export_formats" in chosen %}
 {% set chosen = chosen + ["export_formats", "export_model"] %}
 {% endif %}
+{#- The example option (--NAME-every) is read by on_fit_epoch_end: add_options brings it along. -#}
+{% if "add_options" in chosen and "on_fit_epoch_end" not in chosen %}
+{% set chosen = chosen + ["on_fit_epoch_end"] %}
+{% endif %}
 {% set hooks = [] %}
 {% for hook in cookiecutter._hook_signatures if hook in chosen %}
 {% set _ = hooks.append(hook) %}
@@ -51,7 +55,7 @@
 ]
 {%- endif %}
 {%- endmacro %}
-"""Tests of the {{ name }} plugin: real (tiny) training runs with the plugin registered.
+"""Tests of the plugin: real (tiny) training runs with the plugin registered.
 
 The ``trainhooks_tester`` fixture comes with trainhooks (a pytest plugin it installs). It trains
 a small model on real data for a couple of epochs with only the plugins you give it, and records
@@ -60,9 +64,6 @@ every hook call: which hooks fired, in what order, with which arguments.
 
 from __future__ import annotations
 
-{% if "should_stop" in hooks %}
-from types import SimpleNamespace
-{% endif %}
 from typing import TYPE_CHECKING
 {% if "on_exception" in hooks or "should_stop" in hooks %}
 
@@ -72,6 +73,7 @@ import pytest
 {% endif %}
 {% if "should_stop" in hooks %}
 import torch
+from trainhooks.testing import tiny_model
 {% endif %}
 
 import {{ cookiecutter.module_name }} as plugin
@@ -96,8 +98,14 @@ if TYPE_CHECKING:
 
 def test_the_entry_point_loads_the_plugin(trainhooks_tester: TrainhooksTester) -> None:
     # A plugin named by a string is loaded from its installed entry point (`pip install -e .`).
-    result = trainhooks_tester.fit("{{ name }}", epochs=1)
+    result = trainhooks_tester.fit(plugin.NAME, epochs=1)
     assert result.plugin_hooks(plugin.NAME) == HOOKS
+
+
+def test_the_module_gets_the_entry_point_name(trainhooks_tester: TrainhooksTester) -> None:
+    # Registered as a module, the plugin still gets its entry-point name (stopped_by, -p no:NAME).
+    result = trainhooks_tester.fit(plugin, epochs=1)
+    assert plugin.NAME in result.plugins
 
 
 {% if expect_output %}
@@ -120,22 +128,41 @@ def test_fit_calls_the_hooks(trainhooks_tester: TrainhooksTester) -> None:
 {% if "should_stop" in hooks %}
 
 
-def test_should_stop_ends_a_diverging_run(trainhooks_tester: TrainhooksTester) -> None:
-    def nan_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(outputs, targets) * float("nan")
-
-    result = trainhooks_tester.fit(plugin.NAME, epochs=3, loss_fn=nan_loss)
+def test_should_stop_ends_the_run_once_the_learning_rate_is_too_small(
+    trainhooks_tester: TrainhooksTester,
+) -> None:
+    # A real schedule (stepped by the built-in lr plugin) takes the rate from 1e-3 to 1e-7.
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=1e-4)
+    result = trainhooks_tester.fit(
+        plugin, "lr", epochs=5, model=model, optimizer=optimizer, lr_scheduler=schedule
+    )
     assert result.fit_result.stopped_early
     assert result.fit_result.stopped_by == plugin.NAME
-    assert result.fit_result.stop_reason == "train/loss is nan"
+    assert result.fit_result.stop_reason == "learning rate 1.0e-07 fell below MIN_LR 1e-06"
     assert result.fit_result.epochs_completed == 1
 
 
-def test_should_stop_abstains_while_the_loss_is_finite() -> None:
-    assert plugin.should_stop(SimpleNamespace(metrics={})) is None
-    assert plugin.should_stop(SimpleNamespace(metrics={"train/loss": 0.5})) is None
-    diverged = SimpleNamespace(metrics={"train/loss": float("inf")})
-    assert plugin.should_stop(diverged) == "train/loss is inf"
+def test_should_stop_abstains_while_the_learning_rate_is_usable(
+    trainhooks_tester: TrainhooksTester,
+) -> None:
+    trainer = trainhooks_tester.trainer(plugin)  # a real Trainer, as trainhooks passes it
+    assert plugin.should_stop(trainer) is None
+    trainer.optimizer.param_groups[0]["lr"] = plugin.MIN_LR / 10
+    assert plugin.should_stop(trainer) == "learning rate 1.0e-07 fell below MIN_LR 1e-06"
+{% endif %}
+{% if "add_options" in hooks %}
+
+
+def test_the_every_option_is_read(
+    trainhooks_tester: TrainhooksTester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = trainhooks_tester.fit(plugin, epochs=2, options={plugin.EVERY_KEY: 2})
+    assert result.trainer.options[plugin.EVERY_KEY] == 2
+    out = capsys.readouterr().out
+    # on_fit_epoch_end's report (the metrics, lr first) for epoch 2 only
+    assert f"[{plugin.NAME}] epoch 2/2: lr=" in out and f"[{plugin.NAME}] epoch 1/2: lr=" not in out
 {% endif %}
 {% if predict_hooks %}
 

@@ -4,6 +4,10 @@
 {% if "export_model" in chosen or "export_formats" in chosen %}
 {% set chosen = chosen + ["export_formats", "export_model"] %}
 {% endif %}
+{#- The example option (--NAME-every) is read by on_fit_epoch_end: add_options brings it along. -#}
+{% if "add_options" in chosen and "on_fit_epoch_end" not in chosen %}
+{% set chosen = chosen + ["on_fit_epoch_end"] %}
+{% endif %}
 {% set hooks = [] %}
 {% for hook in cookiecutter._hook_signatures if hook in chosen %}
 {% set _ = hooks.append(hook) %}
@@ -54,21 +58,18 @@ def {{ hook }}(
 ) -> {{ ret }}:
 {%- endif %}
 {%- endmacro %}
-"""{{ cookiecutter.description }}
+"""{{ cookiecutter.description|wordwrap(96, break_long_words=False) }}
 
-This module is a trainhooks plugin. ``pyproject.toml`` declares it as the entry point
-``{{ cookiecutter.plugin_name }}`` of the group ``trainhooks``, so once the package is installed,
+This module is a trainhooks plugin. ``pyproject.toml`` declares it as an entry point of the
+group ``trainhooks`` (named ``NAME`` below), so once the package is installed,
 ``trainhooks fit`` (and every ``trainhooks.Trainer``) loads it and calls the functions marked
 ``@trainhooks.hookimpl`` below. Each takes any subset of its hook's arguments, by name;
-``trainhooks hooks`` lists every hook with its arguments. ``trainhooks fit -p no:{{ cookiecutter.plugin_name }}``
-turns the plugin off for one run.
+``trainhooks hooks`` lists every hook with its arguments;
+``trainhooks fit -p no:NAME`` (``NAME`` below) turns the plugin off for one run.
 """
 
 from __future__ import annotations
 
-{% if "should_stop" in hooks %}
-import math
-{% endif %}
 {% if "Any" in ns.annotations %}
 from typing import TYPE_CHECKING, Any
 {% else %}
@@ -93,11 +94,23 @@ if TYPE_CHECKING:
 {% endif %}
 
 NAME = "{{ cookiecutter.plugin_name }}"
-"""The plugin's entry-point name (``pyproject.toml``): ``-p no:{{ cookiecutter.plugin_name }}`` turns it off."""
+"""The plugin's entry-point name (``pyproject.toml``): ``-p no:NAME`` turns it off."""
+{% if "add_options" in hooks %}
+
+EVERY_FLAG = "--{{ option }}-every"
+"""The example option (``add_options``): ``on_fit_epoch_end`` reports every N-th epoch."""
+EVERY_KEY = EVERY_FLAG[2:].replace("-", "_")
+"""Its key in ``trainer.options`` and ``Trainer(options={...})``: dashes become underscores."""
+{% endif %}
+{% if "should_stop" in hooks %}
+
+MIN_LR = 1e-6
+"""``should_stop`` ends training once the learning rate has decayed below this."""
+{% endif %}
 {% if export %}
 
 EXPORT_FORMAT = "{{ option }}-state-dict"
-"""The export format this plugin provides: ``trainhooks export --format {{ option }}-state-dict``."""
+"""The export format this plugin provides: ``trainhooks export --format`` it."""
 {% endif %}
 {% if ns.say %}
 
@@ -119,15 +132,15 @@ def _say(trainer: Trainer, message: str) -> None:
 {% if hook == "add_options" %}
     """Declare this plugin's options; ``trainhooks fit --help`` lists them.
 
-    Read a value back in any hook as ``trainer.options["{{ option|replace("-", "_") }}_every"]`` (dashes
-    become underscores); from Python, pass ``Trainer(options={"{{ option|replace("-", "_") }}_every": 2})``.
+    Read a value back in any hook as ``trainer.options[EVERY_KEY]``; from Python, pass
+    ``Trainer(options={EVERY_KEY: 2})``. ``on_fit_epoch_end`` below reads this one.
     """
-    parser.add_option("--{{ option }}-every", type=int, default=1, help="an example option")
+    parser.add_option(EVERY_FLAG, type=int, default=1, help="report every N epochs")
 {% elif hook == "configure" %}
     """Runs once, when the trainer and its options exist: read options and prepare here."""
     _say(trainer, f"configured: {trainer.epochs} epochs, writing to {trainer.save_dir}")
 {% elif hook == "on_train_epoch_end" %}
-    """Runs after each epoch's last training batch; ``trainer.metrics`` has ``train/loss`` and ``lr``."""
+    """Runs after each epoch's last training batch (``trainer.metrics``: ``train/loss``, ``lr``)."""
     loss = trainer.metrics.get("train/loss", float("nan"))
     _say(trainer, f"epoch {trainer.epoch + 1}/{trainer.epochs}: train/loss={loss:.4f}")
 {% elif hook == "on_fit_epoch_end" %}
@@ -135,22 +148,29 @@ def _say(trainer: Trainer, message: str) -> None:
 
     ``rank_zero_only=True``: in a distributed run only the process of global rank zero reports.
     """
+{% if "add_options" in hooks %}
+    if (trainer.epoch + 1) % trainer.options[EVERY_KEY]:
+        return  # not an epoch to report (EVERY_FLAG, declared in add_options)
+{% endif %}
     summary = "  ".join(f"{key}={value:.4g}" for key, value in sorted(trainer.metrics.items()))
     _say(trainer, f"epoch {trainer.epoch + 1}/{trainer.epochs}: {summary}")
 {% elif hook == "on_train_end" %}
     """Runs once training has ended normally (all epochs done, or a plugin stopped it)."""
     _say(trainer, f"training ended after {len(trainer.history)} epochs: {trainer.stop_reason}")
 {% elif hook == "should_stop" %}
-    """Stop training once the training loss is no longer a finite number.
+    """Stop once the learning rate has decayed below ``MIN_LR`` with epochs still to run: they
+    would barely move the weights. (A schedule that ends at 0 in the last epoch is left alone.)
 
     ``should_stop`` is a *firstresult* hook, asked after every batch and after every epoch: the
     plugins are asked in order and the first answer that is not None wins. Return None to
     abstain (the next plugin is asked), a string to stop with that reason, or False for "keep
-    going" (which also ends the consultation).
+    going" (which also ends the consultation). Built-ins already stop on a NaN loss
+    (``nan_guard``) and on a metric that stops improving or reaches a threshold
+    (``-p early_stopping --stop-at 0.97``).
     """
-    loss = trainer.metrics.get("train/loss")
-    if loss is not None and not math.isfinite(loss):
-        return f"train/loss is {loss}"
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    if lr < MIN_LR and trainer.epoch + 1 < trainer.epochs:
+        return f"learning rate {lr:.1e} fell below MIN_LR {MIN_LR:.0e}"
     return None
 {% elif hook == "teardown" %}
     """Runs last in fit, validate and predict, also after an error: release resources here."""
@@ -192,7 +212,7 @@ def _say(trainer: Trainer, message: str) -> None:
     state["saved_at_step"] = trainer.global_step
     _say(trainer, f"checkpoint built at step {trainer.global_step}")
 {% elif hook == "on_load_checkpoint" %}
-    """Restore what ``on_save_checkpoint`` stored (``fit(resume=...)`` / ``trainhooks fit --resume``)."""
+    """Restore what ``on_save_checkpoint`` stored (``fit(resume=...)``, ``fit --resume``)."""
     state = checkpoint.get("plugins", {}).get(NAME, {})
     _say(trainer, f"resumed from a checkpoint saved at step {state.get('saved_at_step')}")
 {% elif hook == "on_model_save" %}

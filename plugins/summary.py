@@ -1,0 +1,106 @@
+"""``summary``: two lines at the start of ``fit`` saying what is about to be trained, and how.
+
+Default on; silent under ``--quiet`` (``Trainer(verbose=False)``) and on every rank but zero::
+
+    Model Sequential: 1,210 parameters (all trainable), 4.7 KiB | data: 45 train, 12 val batches | cpu, precision 32
+    Plugins: checkpoint, csv, lr, nan_guard, onnx, plot, progress, summary, torchscript
+
+It prints in ``on_train_start``, after a resume and after the distributed set-up, so the
+device, the batches per epoch (this rank's share, under torchrun) and the plugin list are the
+ones the run uses. Counting parameters reads no tensor values: no device sync.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import Any, TextIO
+
+import trainhooks
+
+PRECISION_NAMES = {"32": "precision 32", "bf16": "precision bf16-mixed", "16": "precision 16-mixed"}
+
+
+def count(n: int) -> str:
+    """``1,210``; ``11.7M``, ``1.2B`` from a million up (the magnitude is what matters there)."""
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    return f"{n:,}"
+
+
+def size(nbytes: int) -> str:
+    """``4.7 KiB``, ``44.7 MiB``: binary units, one decimal."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def model_line(model: Any) -> str:
+    """``Model Sequential: 1,210 parameters (all trainable), 4.7 KiB``."""
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    nbytes = sum(t.numel() * t.element_size() for t in [*params, *model.buffers()])
+    which = "all trainable" if trainable == total else f"{count(trainable)} trainable"
+    noun = "parameter" if total == 1 else "parameters"
+    return f"Model {type(model).__name__}: {count(total)} {noun} ({which}), {size(nbytes)}"
+
+
+def data_line(train_batches: int | None, val_batches: int | None) -> str:
+    """``data: 45 train, 12 val batches`` (``?`` for an iterable without a length)."""
+
+    def n(value: int | None) -> str:
+        return "?" if value is None else f"{value:,}"
+
+    parts = [f"{n(train_batches)} train"]
+    if val_batches is not None:
+        parts.append(f"{n(val_batches)} val")
+    last = val_batches if val_batches is not None else train_batches
+    return f"data: {', '.join(parts)} {'batch' if last == 1 else 'batches'}"
+
+
+def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
+    """The lines :class:`Summary` prints; each fits in ``width`` columns (plugin names wrap)."""
+    precision = PRECISION_NAMES.get(str(trainer.precision), f"precision {trainer.precision}")
+    device = str(trainer.device)
+    if trainer.world_size > 1:
+        device = f"{device}, {trainer.world_size} processes"
+    first = " | ".join(
+        [
+            model_line(trainer.unwrapped_model),
+            data_line(trainer.num_train_batches, trainer.num_val_batches),
+            f"{device}, {precision}",
+        ]
+    )
+    lines = [first] if len(first) <= width else [first.split(" | ", 1)[0], "  " + first.split(" | ", 1)[1]]
+    active = trainer.plugin_manager.active()
+    plugins = sorted(r.name for r in active if r.source != "callback")
+    callbacks = [r.name for r in active if r.source == "callback"]
+    text = "Plugins: " + (", ".join(plugins) or "none")
+    if callbacks:
+        text += f"; callbacks: {', '.join(callbacks)}"
+    lines += textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False)
+    return lines
+
+
+class Summary(trainhooks.Callback):
+    """Print the model, data, device, precision and active plugins when training starts."""
+
+    rank_zero_only = True
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
+        if not trainer.verbose:
+            return
+        out = self.stream or sys.stdout
+        print("\n".join(summary_lines(trainer)), file=out, flush=True)
+
+
+__all__ = ["Summary", "count", "data_line", "model_line", "size", "summary_lines"]
