@@ -101,7 +101,8 @@ def apply_recorded(
 ) -> None:
     """Fill ``args`` from the checkpoint's run record where no flag was given; say which given
     flags override a recorded value. ``option_flags``: plugin option destination -> its flags."""
-    args.resume = str(path) if path is not None else None
+    # auto with nothing to resume stays "auto": fit(resume="auto") then starts fresh, and says so
+    args.resume = str(path) if path is not None else args.resume
     if path is not None and args.save_dir is None and path.parent.name == "weights":
         # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
         args.save_dir = path.parent.parent
