@@ -199,13 +199,15 @@ def _scratch_dir() -> Iterator[str]:
 
 
 def make_trainer(wl: Workload, epochs: int, plugins: str, fast: bool, extra: list[Any], save_dir: str) -> Any:
-    """A trainhooks Trainer for ``wl``: ``plugins`` is ``none``, ``default`` or ``noop20``."""
+    """A trainhooks Trainer for ``wl``: ``plugins`` is ``none``, ``default``, ``noop20``, ``mlflow`` or ``wandb``."""
     from trainhooks import Trainer
 
     model = wl.model()
     objects = list(extra)
     if plugins == "noop20":
         objects += noop_plugins()
+    elif plugins in TRACKERS:
+        objects.append(tracker_plugin(plugins, save_dir))
     return Trainer(
         model,
         loss_fn=nn.CrossEntropyLoss(),
@@ -219,6 +221,21 @@ def make_trainer(wl: Workload, epochs: int, plugins: str, fast: bool, extra: lis
         fast_data=fast,
         device="cpu",
     )
+
+
+TRACKERS = {"mlflow": "trainhooks_mlflow", "wandb": "trainhooks_wandb"}
+"""Tracker plugins of integrations/ (installed separately): ``plugins=`` value -> module."""
+
+
+def tracker_plugin(name: str, save_dir: str) -> Any:
+    """The tracker writing to a local store inside the run dir: SQLite for MLflow, offline W&B."""
+    if name == "mlflow":
+        from trainhooks_mlflow import MLflowTracker
+
+        return MLflowTracker(tracking_uri=f"sqlite:///{os.path.abspath(save_dir)}/mlflow.db")
+    from trainhooks_wandb import WandbTracker
+
+    return WandbTracker(mode="offline", dir=save_dir)
 
 
 def _trainhooks(plugins: str, fast: bool) -> Callable[[Workload, int, EpochClock], None]:
@@ -321,6 +338,23 @@ LOOPS: list[Loop] = [
     Loop("th-bare", "trainhooks, no plugins", "fast", _trainhooks("none", True), "trainhooks"),
     Loop("th-noop", "trainhooks, 20 no-op plugins", "fast", _trainhooks("noop20", True), "trainhooks"),
     Loop("th-default", "trainhooks, default plugins", "fast", _trainhooks("default", True), "trainhooks"),
+    # Per-epoch cost of the tracker plugins (integrations/), local stores: compare with th-bare.
+    Loop(
+        "th-mlflow",
+        "trainhooks + mlflow (SQLite store)",
+        "fast",
+        _trainhooks("mlflow", True),
+        "trainhooks",
+        requires="trainhooks_mlflow",
+    ),
+    Loop(
+        "th-wandb",
+        "trainhooks + wandb (offline)",
+        "fast",
+        _trainhooks("wandb", True),
+        "trainhooks",
+        requires="trainhooks_wandb",
+    ),
     Loop("ignite", "Ignite create_supervised_trainer", "dataloader", _ignite, "ignite", requires="ignite"),
     Loop(
         "pl-lean",

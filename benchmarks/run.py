@@ -94,6 +94,20 @@ def _notes(all_results: dict[str, dict[str, Timing]], disturbed: bool, quick: bo
                     f"- `{name}`, {t.label} ({t.data_path}): per-epoch work outside the steps (checkpoint, "
                     f"CSV row, end-of-epoch hooks) took {per_epoch_ms:.1f} ms per epoch (median)."
                 )
+    for name, results in all_results.items():
+        bare = results.get("th-bare")
+        for key in ("th-mlflow", "th-wandb"):
+            t = results.get(key)
+            if t and bare and t.whole and bare.whole and t.steps:
+                steps = WORKLOADS[name].steps_per_epoch()
+                over_bare_ms = (t.median - bare.median) * steps / 1000
+                outside_ms = (t.median - t.steps_median) * steps / 1000
+                notes.append(
+                    f"- `{name}`, tracker cost: {t.label} takes {over_bare_ms:.1f} ms per epoch more than "
+                    f"trainhooks without plugins (medians of whole epochs); its end-of-epoch work (logging the "
+                    f"epoch's metrics to the local store) {outside_ms:.1f} ms per epoch. Opening and closing the "
+                    "run (MLflow's database migrations, W&B's service start) is per run, not counted here."
+                )
     notes += [
         "- *Whole epochs* is the headline number. The default plugin set saves `weights/last.pt` "
         "every epoch, atomically and crash-safe (temporary file, fsync, rename, directory fsync): "

@@ -8,6 +8,9 @@ Public API::
     def on_fit_epoch_end(trainer): ...          # a pluggy-style plugin function
 
     class MyCallback(trainhooks.Callback):      # a Keras/Ultralytics-style callback
+        patience = trainhooks.Option(int, 3, "a setting: argument, --patience flag, options key")
+
+        def on_fit_start(self, trainer): ...     # per-run state starts afresh here
         def on_train_epoch_end(self, trainer): ...
 
     trainer = trainhooks.Trainer(model, loss_fn=..., optimizer=..., callbacks=[MyCallback()])
@@ -39,6 +42,9 @@ from trainhooks.errors import (
     UnknownPluginError,
 )
 from trainhooks.hookspecs.markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+from trainhooks.monitor import Monitor
+from trainhooks.options import Option
+from trainhooks.tracking import TrackerSink, run_params
 
 if TYPE_CHECKING:
     from trainhooks.host import PluginHost
@@ -85,12 +91,15 @@ __all__ = [
     "HookArgumentError",
     "HookError",
     "LambdaCallback",
+    "Monitor",
+    "Option",
     "PluginError",
     "PluginHost",
     "PluginLoadError",
     "PluginValidationError",
     "Task",
     "TaskError",
+    "TrackerSink",
     "Trainer",
     "TrainhooksError",
     "UnknownHookError",
@@ -99,5 +108,6 @@ __all__ = [
     "digits_task",
     "hookimpl",
     "hookspec",
+    "run_params",
     "seed_everything",
 ]

@@ -13,15 +13,18 @@ positional parameter of any name, which receives the trainer (``lambda t: ...``)
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from pluggy._hooks import varnames
-
 from trainhooks import hookspecs
-from trainhooks.errors import HookArgumentError, UnknownHookError
+from trainhooks.errors import ConfigError, HookArgumentError, UnknownHookError
+from trainhooks.options import set_given
+from trainhooks.pluggy_compat import defaulted_argnames, varnames
+from trainhooks.vocabulary import PEER_EVENTS, argument_hint
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +34,7 @@ def hook_signatures() -> dict[str, tuple[str, ...]]:
     for module in hookspecs.SPEC_MODULES:
         for name, value in vars(module).items():
             if callable(value) and hasattr(value, hookspecs.PROJECT_NAME + "_spec"):
-                sigs[name] = varnames(value)[0]
+                sigs[name] = varnames(value)
     return sigs
 
 
@@ -48,11 +51,25 @@ class Callback:
       (installed and listed, but run only with ``-p NAME``).
     * ``rank_zero_only`` — in distributed runs, call this callback on global rank zero only.
 
-    Override :meth:`state_dict` / :meth:`load_state_dict` to have state saved in checkpoints.
+    Override :meth:`state_dict` / :meth:`load_state_dict` to have state saved in checkpoints,
+    and :meth:`on_fit_start` to start each ``fit()`` with fresh run state.
+
+    Settings are declared once as :class:`~trainhooks.Option` class attributes; the
+    constructor then takes them by name (or positionally, in declaration order) and checks
+    them, plus ``name=``: the instance's registration name (its ``stopped_by`` name, its key in
+    checkpoints, the name listings and errors show), which tells several instances of one class
+    apart. Without it the host names the instance (see :meth:`PluginHost.register`).
     """
 
     default_enabled: bool = True
     rank_zero_only: bool = False
+
+    def __init__(self, *args: Any, name: str | None = None, **settings: Any) -> None:
+        if name is not None:
+            if not isinstance(name, str) or not name.strip() or name.startswith("no:"):
+                raise ConfigError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
+            self.__dict__["_trainhooks_name"] = name
+        set_given(self, args, settings)
 
     def state_dict(self) -> dict[str, Any]:
         """State to save in checkpoints under ``checkpoint["plugins"][<plugin name>]``."""
@@ -69,6 +86,9 @@ class Callback:
 
     def configure(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Read options and prepare, once the trainer and its options exist."""
+
+    def on_fit_start(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires at the start of every `fit()`, before a resume restores state: reset run state here."""
 
     def on_pretrain_routine_start(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires first in `fit`, before the model is moved to its device and data is touched."""
@@ -93,6 +113,12 @@ class Callback:
 
     def on_before_optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, optimizer) Fires right before `optimizer.step()`."""
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, optimizer) Fires right after `optimizer.step()` (Ultralytics' `optimizer_step` event)."""
+
+    def on_params_update(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer) Fires once the step has updated the model's parameters, right after `optimizer_step`."""
 
     def on_before_zero_grad(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, optimizer) Fires after `optimizer.step()`, before gradients are cleared."""
@@ -128,13 +154,16 @@ class Callback:
         """(trainer, batch, batch_idx, outputs) Fires after every validation batch."""
 
     def on_val_end(self, *args: Any, **kwargs: Any) -> Any:
-        """(trainer) Fires after the last validation batch."""
+        """(trainer) Fires after validation (its last batch): the val/* metrics are in trainer.metrics."""
 
     def on_predict_start(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires when `Trainer.predict` starts; the model is in eval mode, gradients off."""
 
     def on_predict_batch_start(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, batch, batch_idx) Fires for every prediction batch, before its forward pass."""
+
+    def on_predict_postprocess_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires for every prediction batch once its outputs are computed (the model's forward, or its `predict_step`), before they are collected: Ultralytics' `on_predict_postprocess_end`."""
 
     def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, batch, batch_idx, outputs) Fires after every prediction batch."""
@@ -176,6 +205,53 @@ def is_callback_stub(plugin: Any, name: str) -> bool:
     return base is not None and inspect.getattr_static(type(plugin), name, None) is base
 
 
+def looks_like_a_hook(attr: str, hooks: Sequence[str]) -> bool:
+    """A public method name of a callback object that is meant as a hook but is none: ``on_*``,
+    another framework's event name, or a near miss of a hook without the prefix
+    (``should_stpo``, ``teardwon``, ``configre``)."""
+    if attr.startswith("_") or attr in hooks:
+        return False
+    if attr.startswith("on_") or attr in PEER_EVENTS:
+        return True
+    unprefixed = [h for h in hooks if not h.startswith("on_")]
+    return bool(difflib.get_close_matches(attr, unprefixed, n=1, cutoff=0.8))
+
+
+def check_arguments(fn: Any, *, plugin: str, hook: str, allowed: Sequence[str], where: str = "") -> None:
+    """Every argument ``fn`` asks for is one ``hook`` passes, and none has a default value.
+
+    pluggy passes only arguments without defaults: ``outputs=None`` would always be None,
+    so it is an error naming the parameter. Another framework's argument names (``pl_module``,
+    ``logs``, ``state``) get an error saying where the value lives in trainhooks.
+    """
+    names = varnames(fn)
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        extra = [n for n in defaulted_argnames(fn) if n not in allowed]
+        hint = argument_hint([*bad, *extra])
+        raise HookArgumentError(bad[0], plugin=plugin, hook=hook, allowed=allowed, where=where, hint=hint)
+    for arg in defaulted_argnames(fn):
+        if arg in allowed:
+            raise HookArgumentError(
+                arg,
+                plugin=plugin,
+                hook=hook,
+                allowed=allowed,
+                where=where,
+                message=(
+                    f"plugin {plugin!r}: argument {arg!r} of {hook}{f' ({where})' if where else ''} has a default "
+                    f"value, so it is never passed (pluggy passes only arguments without defaults) and would "
+                    f"always be its default: write {arg} without '= ...'"
+                ),
+            )
+        warnings.warn(
+            f"plugin {plugin!r}: parameter {arg!r} of {hook}{f' ({where})' if where else ''} has a default value "
+            f"and is not an argument of hook {hook!r}: it always keeps its default",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callable[..., Any]:
     """Check ``fn`` against hook ``event`` and return a callable pluggy can call by name.
 
@@ -198,6 +274,9 @@ def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callabl
     except (TypeError, ValueError):  # builtins without signatures: give them the trainer
         params = []
     names = [p.name for p in params]
+    defaulted = [p.name for p in signature_params(fn) if p.default is not p.empty and p.name in allowed]
+    if defaulted:
+        check_arguments(fn, plugin=owner, hook=event, allowed=allowed, where=getattr(fn, "__qualname__", ""))
     if all(n in allowed for n in names):
         return _wrap_by_name(fn, allowed) if _needs_wrap(fn) else fn
     if len(params) == 1:
@@ -207,8 +286,22 @@ def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callabl
 
         call_with_trainer.__name__ = call_with_trainer.__qualname__ = getattr(fn, "__name__", event)
         return call_with_trainer
-    bad = next(n for n in names if n not in allowed)
-    raise HookArgumentError(bad, plugin=owner, hook=event, allowed=allowed, where=getattr(fn, "__qualname__", ""))
+    bad = [n for n in names if n not in allowed]
+    raise HookArgumentError(
+        bad[0],
+        plugin=owner,
+        hook=event,
+        allowed=allowed,
+        where=getattr(fn, "__qualname__", ""),
+        hint=argument_hint(bad),
+    )
+
+
+def signature_params(fn: Any) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
 
 
 def _needs_wrap(fn: Callable[..., Any]) -> bool:

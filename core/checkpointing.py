@@ -574,3 +574,29 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
         return data
     raise CheckpointError(f"{path} holds neither a trainhooks checkpoint nor a model state_dict")
+
+
+def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> None:
+    """Give each registered plugin instance its own state back, by registration name.
+
+    State saved for a plugin that is not registered now (renamed, not enabled, one instance
+    fewer) is not silently dropped: a warning names it (Lightning and HF warn too).
+    """
+    orphans = []
+    for name, state in (checkpoint.get("plugins") or {}).items():
+        plugin = host.get_plugin(name)
+        if plugin is None:
+            orphans.append(name)
+            continue
+        loader = getattr(plugin, "load_state_dict", None)
+        if callable(loader):
+            loader(state)
+    if orphans:
+        active = ", ".join(r.name for r in host.active()) or "none"
+        warnings.warn(
+            f"checkpoint {path} holds state for plugin(s) {', '.join(repr(n) for n in orphans)}, which "
+            f"are not registered in this trainer (registered: {active}); their state is not restored. "
+            "Enable them (-p NAME, plugins=[...]) or give instances the same name= as in the saved run",
+            UserWarning,
+            stacklevel=3,
+        )

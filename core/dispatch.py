@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-from pluggy._callers import _multicall
 
 from trainhooks.errors import HookError
+from trainhooks.pluggy_compat import hookexec as pluggy_hookexec
+from trainhooks.pluggy_compat import is_traced
 
 if TYPE_CHECKING:
     import torch
@@ -137,7 +138,7 @@ class HookDispatcher:
         if name in HISTORIC_HOOKS:
             return self._historic(caller, name)
         wrapped = any(i.wrapper or i.hookwrapper for i in impls)
-        traced = self._host._inner_hookexec is not _multicall
+        traced = is_traced(self._host)
         if wrapped or traced:
             if firstresult:
                 call = self._pluggy_firstresult(name, impls, args, caller)
@@ -277,7 +278,7 @@ class HookDispatcher:
 
         chain = [shim(i) for i in reversed(impls)]  # pluggy's list order (it calls from the end)
         wrappers = ",".join(i.plugin_name for i in impls if i.wrapper or i.hookwrapper) or "?"
-        hookexec = self._host._hookexec
+        hookexec = pluggy_hookexec(self._host)
 
         def call(*values: Any) -> Any:
             kwargs = dict(zip(args, values))
@@ -332,6 +333,9 @@ class HookDispatcher:
     def configure(self) -> None:
         return self._dispatch("configure")()
 
+    def on_fit_start(self) -> None:
+        return self._dispatch("on_fit_start")()
+
     def on_pretrain_routine_start(self) -> None:
         return self._dispatch("on_pretrain_routine_start")()
 
@@ -355,6 +359,12 @@ class HookDispatcher:
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         return self._dispatch("on_before_optimizer_step")(optimizer)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        return self._dispatch("optimizer_step")(optimizer)
+
+    def on_params_update(self) -> None:
+        return self._dispatch("on_params_update")()
 
     def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
         return self._dispatch("on_before_zero_grad")(optimizer)
@@ -407,6 +417,9 @@ class HookDispatcher:
 
     def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
         return self._dispatch("on_predict_batch_start")(batch, batch_idx)
+
+    def on_predict_postprocess_end(self, batch: Any, batch_idx: int, outputs: Any) -> None:
+        return self._dispatch("on_predict_postprocess_end")(batch, batch_idx, outputs)
 
     def on_predict_batch_end(self, batch: Any, batch_idx: int, outputs: Any) -> None:
         return self._dispatch("on_predict_batch_end")(batch, batch_idx, outputs)

@@ -41,8 +41,10 @@ import datetime
 import logging
 import math
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -50,15 +52,25 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
-from trainhooks.errors import ConfigError, DistributedError
+from trainhooks.errors import ConfigError, DistributedError, TrainhooksError
 
 if TYPE_CHECKING:
     from trainhooks.trainer import Trainer
 
 log = logging.getLogger("trainhooks")
 
-DEFAULT_TIMEOUT_S = 1800.0
-"""Seconds a collective may wait for the other ranks before it fails (torch's own default)."""
+DEFAULT_TIMEOUT_S = 300.0
+"""Seconds a collective may wait for the other ranks before it fails.
+
+Not torch's 1800 s: a hang should cost minutes, not half an hour of every GPU in the job. Five
+minutes is far above what one rank legitimately spends alone between two agreements (a
+validation shard, rank 0 writing a checkpoint of a few GB) and still short enough to notice;
+raise it with ``--dist-timeout`` for longer solo work (a huge checkpoint on a slow filesystem)."""
+
+FAILURE_KEY = "trainhooks/failure"
+"""Key in the process group's store under which the first rank that fails on its own (a bug, an
+out-of-memory error, a failing plugin) leaves one line, so the ranks that then lose contact with
+it can name it. Under torchrun the store lives in the agent and outlives a dead worker."""
 
 StopAnswer = tuple[object, str]
 """A ``should_stop`` answer as the dispatcher returns it: (value, plugin name)."""
@@ -322,6 +334,10 @@ class DistributedRun:
         """The interrupt (see :meth:`agree_stop`) agreed by the last agreement, or None."""
         self._pending: StopAnswer | None = None
         self._pending_interrupt: str | None = None
+        self._announced = False
+        self.hosts: list[str] = []
+        self.fit_id = 0
+        """Which fit of this process group this is (rank 0's count, agreed in :func:`start`)."""
 
     # -------------------------------------------------------------- errors instead of hangs
     @contextlib.contextmanager
@@ -332,14 +348,88 @@ class DistributedRun:
         except DistributedError:
             raise
         except (RuntimeError, ValueError) as exc:  # gloo/nccl errors and timeouts (DistBackendError too)
-            t = self.trainer
-            raise DistributedError(
-                f"rank {self.rank} of {self.world_size} lost contact with the other ranks during {what} "
-                f"(epoch {t.epoch + 1}, step {t.global_step}): {_first_line(exc)}. Another rank has "
-                f"probably failed (see its own error) or stalled longer than dist_timeout "
-                f"({self.timeout_s:g}s)",
-                rank=self.rank,
-            ) from exc
+            raise self.lost_contact(exc, what) from exc
+
+    def lost_contact(self, exc: BaseException, what: str) -> DistributedError:
+        """The error of a rank whose collective failed: names the failed rank when it said so."""
+        t = self.trainer
+        note = self.failure_note()
+        cause = (
+            f"{note}"
+            if note
+            else "another rank has probably failed (see its own error) or stalled longer than "
+            f"dist_timeout ({self.timeout_s:g}s)"
+        )
+        return DistributedError(
+            f"rank {self.rank} of {self.world_size} lost contact with the other ranks during {what} "
+            f"(epoch {t.epoch + 1}, step {t.global_step}): {_first_line(exc)}. Cause: {cause}",
+            rank=self.rank,
+        )
+
+    def step_failure(self, exc: BaseException) -> DistributedError:
+        """A failure in the training step (forward, backward, optimizer, data) as a DistributedError.
+
+        Either this rank's own (a bug, out of memory: announced to the others, the original is
+        kept for its traceback) or DDP's gradient all-reduce failing because a peer is gone.
+        """
+        if is_communication_error(exc):
+            return self.lost_contact(exc, "the gradient all-reduce")
+        t = self.trainer
+        error = DistributedError(
+            f"rank {self.rank} of {self.world_size} failed in the training step "
+            f"(epoch {t.epoch + 1}, step {t.global_step}): {type(exc).__name__}: {_first_line(exc)}",
+            rank=self.rank,
+            original=exc,
+        )
+        self.announce_failure(error)
+        return error
+
+    # -------------------------------------------------------------- who failed
+    def _store(self) -> Any:
+        try:
+            return dist.distributed_c10d._get_default_store()
+        except Exception:  # no store (a custom group), or torch moved it
+            return None
+
+    def _failure_key(self) -> str:
+        return f"{FAILURE_KEY}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{self.fit_id}"
+
+    def announce_failure(self, exc: BaseException) -> None:
+        """Leave a line naming this rank and its error for the others (first failure wins). Never raises.
+
+        Not for a lost contact (that rank is a victim, not the cause) or a stop deadline.
+        """
+        if self._announced or (isinstance(exc, DistributedError) and exc.original is None):
+            return
+        self._announced = True
+        store = self._store()
+        if store is None:
+            return
+        if isinstance(exc, DistributedError):
+            line = str(exc)
+        elif isinstance(exc, TrainhooksError):  # its message says what failed (a plugin, a hook...)
+            line = f"rank {self.rank} of {self.world_size} failed: {_first_line(exc)}"
+        else:
+            line = f"rank {self.rank} of {self.world_size} failed: {type(exc).__name__}: {_first_line(exc)}"
+        try:
+            store.compare_set(self._failure_key(), "", line)
+        except Exception as err:  # the store may be gone too
+            log.debug("rank %d: could not announce the failure: %s", self.rank, err)
+
+    def failure_note(self) -> str | None:
+        """The line a failed rank left (see :meth:`announce_failure`), or None. Never raises or waits."""
+        store = self._store()
+        if store is None:
+            return None
+        key = self._failure_key()
+        try:
+            if not store.check([key]):
+                return None
+            value = store.get(key)
+        except Exception:
+            return None
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return text or None
 
     def broadcast(self, obj: Any, what: str, src: int = 0) -> Any:
         """``obj`` as rank ``src`` has it, on every rank."""
@@ -476,6 +566,16 @@ class DistributedRun:
         log.info("rank %d: stopping because rank %d asked (%s: %s)", self.rank, source, agreed[1], agreed[0])
         return agreed
 
+    def preamble(self) -> str:
+        """One line printed by rank 0 at the start: how many processes, and which machine writes."""
+        hosts = list(dict.fromkeys(self.hosts))
+        where = hosts[0] if hosts else socket.gethostname()
+        save_dir = Path(self.trainer.save_dir).absolute()
+        return (
+            f"Distributed: {self.world_size} processes on {len(hosts)} machine(s), backend {self.backend}; "
+            f"outputs are written by rank 0 on {where} to {save_dir}"
+        )
+
     # -------------------------------------------------------------- teardown
     def close(self, failed: bool) -> None:
         """Unwrap the model and end the process group if this run started it. Never raises."""
@@ -519,12 +619,33 @@ def start(trainer: Trainer) -> DistributedRun | None:
         trainer.rank, trainer.world_size = rank, world_size
         trainer.hooks.invalidate()  # rank-zero-only implementations depend on the rank
     run = DistributedRun(trainer, owns_group=owns, sync_every=trainer.dist_sync_every)
+    global _FITS
+    _FITS += 1
     try:
-        trainer.save_dir, trainer.name = run.broadcast((trainer.save_dir, trainer.name), "the save_dir agreement")
+        trainer.save_dir, trainer.name, run.fit_id = run.broadcast(
+            (trainer.save_dir, trainer.name, _FITS), "the save_dir agreement"
+        )
+        nodes = run.gather(socket.gethostname(), "the host names exchange")
     except BaseException:
         run.close(failed=True)
         raise
+    run.hosts = nodes
+    if rank == 0 and trainer.verbose:
+        print(run.preamble(), flush=True)
     return run
+
+
+_FITS = 0  # fits started by this process, for the failure key (rank 0's count is used)
+
+
+def is_communication_error(exc: BaseException) -> bool:
+    """True for errors of the process group itself (a peer gone, a timeout), not of this rank's code."""
+    backend_error = getattr(dist, "DistBackendError", None)
+    if backend_error is not None and isinstance(exc, backend_error):
+        return True
+    text = str(exc)
+    markers = ("gloo", "Gloo", "NCCL", "Connection closed by peer", "Connection reset by peer", "Timed out", "c10d")
+    return isinstance(exc, RuntimeError) and any(m in text for m in markers)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -540,6 +661,7 @@ __all__ = [
     "call_through",
     "env_int",
     "init_from_env",
+    "is_communication_error",
     "is_stop_request",
     "local_device",
     "merge_metrics",

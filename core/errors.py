@@ -109,16 +109,18 @@ class UnknownHookError(PluginValidationError):
     def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "", event: bool = False) -> None:
         """:param event: the name is an event given to ``add_callback``/``LambdaCallback``
         (``where`` then names the function): the message is about the event, not a plugin."""
+        from trainhooks.vocabulary import hook_suggestion
+
         place = f" ({where})" if where else ""
         if event:
             message = (
-                f"callback event {name!r}{place} is not a trainhooks hook{did_you_mean(name, known)}. "
+                f"callback event {name!r}{place} is not a trainhooks hook{hook_suggestion(name, known)}. "
                 "'trainhooks hooks' lists them all"
             )
         else:
             message = (
                 f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
-                f"{did_you_mean(name, known)}. 'trainhooks hooks' lists them all"
+                f"{hook_suggestion(name, known)}. 'trainhooks hooks' lists them all"
             )
         super().__init__(message, plugin=plugin, hook=name)
 
@@ -126,12 +128,23 @@ class UnknownHookError(PluginValidationError):
 class HookArgumentError(PluginValidationError):
     """A hook implementation asks for an argument its hook does not pass."""
 
-    def __init__(self, argument: str, *, plugin: str, hook: str, allowed: Sequence[str], where: str = "") -> None:
+    def __init__(
+        self,
+        argument: str,
+        *,
+        plugin: str,
+        hook: str,
+        allowed: Sequence[str],
+        where: str = "",
+        hint: str = "",
+        message: str = "",
+    ) -> None:
         place = f" ({where})" if where else ""
         super().__init__(
-            f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
-            f"hook {hook!r}{did_you_mean(argument, allowed)}; it can take any of: "
-            f"{', '.join(allowed)}",
+            message
+            or f"plugin {plugin!r}: argument {argument!r} of {hook}{place} is not an argument of "
+            f"hook {hook!r}{'' if hint else did_you_mean(argument, allowed)}; it can take any of: "
+            f"{', '.join(allowed)}{hint}",
             plugin=plugin,
             hook=hook,
         )
@@ -191,9 +204,13 @@ class DistributedError(TrainhooksError):
     """A distributed run cannot start, or a collective failed or timed out.
 
     Raised instead of hanging when another rank died or stalled for longer than ``dist_timeout``;
-    names this process's rank, what it was waiting for and where (epoch, step).
+    names this process's rank, what it was waiting for and where (epoch, step), and the rank that
+    failed when that rank could say so. Also raised on the rank whose own training step failed
+    (forward, backward, out of memory): :attr:`original` is then that exception (None for a
+    lost contact).
     """
 
-    def __init__(self, message: str, *, rank: int | None = None) -> None:
+    def __init__(self, message: str, *, rank: int | None = None, original: BaseException | None = None) -> None:
         super().__init__(message)
         self.rank = rank
+        self.original = original

@@ -33,19 +33,19 @@ from importlib import metadata
 from typing import Any, Literal
 
 import pluggy
-from pluggy._hooks import varnames
 
 from trainhooks import hookspecs
-from trainhooks.callbacks import Callback, is_callback_stub
+from trainhooks.callbacks import Callback, check_arguments, is_callback_stub, looks_like_a_hook
 from trainhooks.errors import (
     DuplicatePluginError,
-    HookArgumentError,
     PluginError,
     PluginLoadError,
     PluginValidationError,
     UnknownHookError,
     UnknownPluginError,
 )
+from trainhooks.pluggy_compat import impl_list, name_table
+from trainhooks.vocabulary import CALLBACK_ALIASES
 
 Source = Literal["builtin", "entrypoint", "module", "api", "callback"]
 Status = Literal["active", "disabled", "available", "error", "not loaded"]
@@ -184,6 +184,98 @@ def _location(obj: Any) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Switches:
+    """What decides which entry points load: ``-p``, ``-p no:``, the environment, ``defaults``."""
+
+    enable: frozenset[str] = frozenset()
+    disable: frozenset[str] = frozenset()
+    autoload: bool = True
+    defaults: bool = True
+    allow: set[str] | frozenset[str] | None = None
+    """``TRAINHOOKS_PLUGINS``: the only third-party plugins that may autoload (None: all)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one entry point: ``load`` it, ``skip`` it (with the status and reason
+    ``trainhooks plugins`` shows), or ``refuse`` it (an error: ``reason`` says why)."""
+
+    action: Literal["load", "skip", "refuse"]
+    status: Status = "active"
+    reason: str = ""
+
+
+def decide_one(spec: EntryPointSpec, switches: Switches) -> Decision:
+    """The decision for one entry point, from its metadata and the switches alone."""
+    name = spec.name
+    if name in switches.disable:
+        return Decision("skip", "disabled", f"disabled with -p no:{name}")
+    wanted = name in switches.enable
+    if not switches.defaults and not wanted:
+        return Decision("skip", "not loaded", f"default plugins off; use -p {name}")
+    if not spec.builtin and not wanted:
+        if not switches.autoload:
+            return Decision("skip", "not loaded", f"autoload off ({AUTOLOAD_ENV}); use -p {name}")
+        if switches.allow is not None and name not in switches.allow:
+            return Decision("skip", "not loaded", f"not in {ALLOWLIST_ENV}")
+    return Decision("load")
+
+
+def decide(specs: Sequence[EntryPointSpec], switches: Switches) -> list[Decision]:
+    """One :class:`Decision` per entry point, in order; pure: nothing is imported.
+
+    Two distributions declaring the same name are refused, both of them and before either is
+    imported, when that name would load; when it would not (disabled, autoload off, not
+    allowed), they are skipped like any other plugin and the run goes on.
+    """
+    decisions = [decide_one(spec, switches) for spec in specs]
+    by_name: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        by_name.setdefault(spec.name, []).append(i)
+    for name, indices in by_name.items():
+        if len(indices) < 2 or all(decisions[i].action != "load" for i in indices):
+            continue
+        dists = " and ".join(str(specs[i].distribution) for i in indices)
+        reason = f"plugin name {name!r} is declared by both {dists}; uninstall one of them"
+        for i in indices:
+            decisions[i] = Decision("refuse", "error", reason)
+    return decisions
+
+
+def metadata_location(spec: EntryPointSpec) -> str | None:
+    """The file an entry point's module lives in, from metadata and the file system only
+    (nothing is imported): ``trainhooks plugins`` shows it for plugins it has not loaded."""
+    module = spec.value.partition(":")[0].strip()
+    if not module:
+        return None
+    parts = module.split(".")
+    dist = getattr(spec.entry_point, "dist", None)
+    wanted = {"/".join(parts) + ".py", "/".join([*parts, "__init__.py"])}
+    for file in getattr(dist, "files", None) or ():
+        if str(file).replace("\\", "/") in wanted:
+            try:
+                return str(dist.locate_file(file))  # type: ignore[union-attr]
+            except Exception:  # pragma: no cover - odd metadata
+                break
+    try:  # an editable install: walk sys.path like the import system, without importing
+        from importlib.machinery import PathFinder
+
+        found = PathFinder.find_spec(parts[0])
+        for part in parts[1:]:
+            if found is None or not found.submodule_search_locations:
+                return None
+            found = PathFinder.find_spec(part, list(found.submodule_search_locations))
+        return found.origin if found is not None and found.origin not in (None, "namespace") else None
+    except (ImportError, ValueError):
+        return None
+
+
+def given_name(plugin: Any) -> str | None:
+    """The ``name=`` a :class:`~trainhooks.Callback` was built with, if any."""
+    return getattr(plugin, "__dict__", {}).get("_trainhooks_name") if not inspect.ismodule(plugin) else None
+
+
 def _instantiate(obj: Any) -> Any:
     """Entry points may name a module, an instance, or a class (instantiated with no arguments)."""
     return obj() if inspect.isclass(obj) else obj
@@ -220,8 +312,11 @@ class PluginHost(pluggy.PluginManager):
         """Validate and register ``plugin``; returns the name it is registered under.
 
         :param plugin: a module, or an object whose methods are hook implementations.
-        :param name: registration name (unique). Defaults to the class or module name, made
-            unique with a ``#2``-style suffix for repeated classes.
+        :param name: registration name (unique). Defaults to the ``name=`` the object was built
+            with (:class:`~trainhooks.Callback`), else the class or module name, made unique
+            with a ``#2``-style suffix for repeated classes (``EarlyStopping``,
+            ``EarlyStopping#2``). The name is the instance's key for its state in checkpoints:
+            give instances explicit names when their order may change between runs.
         :param callback_style: pick up every method named after a hook, marked or not. Defaults
             to true for :class:`~trainhooks.Callback` instances.
         :raises UnknownHookError, HookArgumentError: the plugin does not fit the hookspecs;
@@ -230,16 +325,16 @@ class PluginHost(pluggy.PluginManager):
         """
         if callback_style is None:
             callback_style = isinstance(plugin, Callback)
-        if any(p is plugin for p in self._name2plugin.values()):
+        if any(p is plugin for p in name_table(self).values()):
             raise DuplicatePluginError(
                 f"plugin {self.get_name(plugin)!r} ({plugin!r}) is already registered; "
                 "register each plugin object once",
                 plugin=self.get_name(plugin),
             )
-        name = name or self._default_name(plugin)
-        if name in self._name2plugin and self._name2plugin[name] is not None:
+        name = name or given_name(plugin) or self._default_name(plugin)
+        if name in name_table(self) and name_table(self)[name] is not None:
             raise DuplicatePluginError(
-                f"a plugin named {name!r} is already registered ({self._name2plugin[name]!r}); "
+                f"a plugin named {name!r} is already registered ({name_table(self)[name]!r}); "
                 "choose another name or disable the existing one",
                 plugin=name,
             )
@@ -286,11 +381,11 @@ class PluginHost(pluggy.PluginManager):
             # tester) gets its entry-point name, as when it is loaded from the entry point:
             # stopped_by, state keys and -p no:NAME then read the same either way.
             listed = self._entry_point_modules().get(plugin.__name__)
-            if listed is not None and listed not in self._name2plugin and not self.is_blocked(listed):
+            if listed is not None and listed not in name_table(self) and not self.is_blocked(listed):
                 return listed
         base = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__name__
         name, n = base, 1
-        while name in self._name2plugin:
+        while name in name_table(self):
             n += 1
             name = f"{base}#{n}"
         return name
@@ -308,11 +403,16 @@ class PluginHost(pluggy.PluginManager):
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         """pluggy's marker lookup, plus unmarked hook-named methods of callback objects."""
         opts: Any = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and id(plugin) in self._callback_style and name in self.spec_names:
+        if (
+            opts is None
+            and id(plugin) in self._callback_style
+            and (name in self.spec_names or name in CALLBACK_ALIASES)
+        ):
             method = getattr(plugin, name, None)
             if inspect.isroutine(method) or (callable(method) and name in getattr(plugin, "__dict__", {})):
                 if not is_callback_stub(plugin, name):
-                    opts = {}
+                    # The seed's vocabulary on callback objects: on_epoch_end is on_fit_epoch_end.
+                    opts = {"specname": CALLBACK_ALIASES[name]} if name in CALLBACK_ALIASES else {}
         if opts is not None and getattr(plugin, "rank_zero_only", False) is True:
             opts = dict(opts)
             opts["rank_zero_only"] = True
@@ -337,11 +437,8 @@ class PluginHost(pluggy.PluginManager):
                 if opts.get("optionalhook"):
                     continue
                 raise UnknownHookError(hook_name, plugin=name, known=self.spec_names, where=where)
-            argnames = varnames(getattr(plugin, attr))[0]
-            allowed = caller.spec.argnames
-            for arg in argnames:
-                if arg not in allowed:
-                    raise HookArgumentError(arg, plugin=name, hook=hook_name, allowed=allowed, where=where)
+            function = getattr(plugin, attr)
+            check_arguments(function, plugin=name, hook=hook_name, allowed=caller.spec.argnames, where=where)
 
     def _check_unmarked(self, plugin: Any, name: str, attr: str, callback_style: bool, where: str) -> None:
         if attr.startswith("_") or attr in NON_HOOK_METHODS:
@@ -355,7 +452,7 @@ class PluginHost(pluggy.PluginManager):
         if inspect.ismodule(plugin) and getattr(value, "__module__", None) != plugin.__name__:
             return  # imported helper, not the plugin's own function
         if callback_style:
-            if attr.startswith("on_") and not is_callback_stub(plugin, attr):
+            if not is_callback_stub(plugin, attr) and looks_like_a_hook(attr, self.spec_names):
                 raise UnknownHookError(attr, plugin=name, known=self.spec_names, where=where)
         elif attr in self.spec_names:
             warnings.warn(
@@ -391,7 +488,7 @@ class PluginHost(pluggy.PluginManager):
     def _reorder(self, caller: pluggy.HookCaller) -> None:
         """Make pluggy's call order: tryfirst, normal, trylast; FIFO within each group.
 
-        pluggy calls ``_hookimpls`` from the end backwards, wrappers (kept after plain
+        pluggy calls its implementation list from the end backwards, wrappers (kept after plain
         implementations) first. Sorting the list by (wrapper, group, -registration) in place
         gives exactly the documented order while pluggy's own caller keeps working.
         """
@@ -401,7 +498,7 @@ class PluginHost(pluggy.PluginManager):
             group = 0 if impl.trylast else 2 if impl.tryfirst else 1
             return (bool(impl.wrapper or impl.hookwrapper), group, -order.get(impl.plugin_name, 0))
 
-        caller._hookimpls.sort(key=key)
+        impl_list(caller).sort(key=key)
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever plugins are registered or unregistered (dispatch rebuild)."""
@@ -424,6 +521,11 @@ class PluginHost(pluggy.PluginManager):
     ) -> None:
         """Discover entry-point plugins and register those that should run.
 
+        Three steps: **discover** (:func:`discover_entry_points`: metadata only), **decide**
+        (:func:`decide`: a pure function of the metadata and the switches, so nothing is
+        imported before it is known to be wanted, and two distributions declaring one name are
+        refused without importing either), **load** (import, build, register what was decided).
+
         :param enable: names (or importable module paths) to load even if opt-in or if
             autoloading is off — ``-p NAME`` / ``plugins=["NAME"]``.
         :param disable: names never to load — ``-p no:NAME`` / ``disable=[...]``.
@@ -435,7 +537,8 @@ class PluginHost(pluggy.PluginManager):
         :param strict: raise the first load or validation error (``fit``); when false, errors
             are recorded and listing goes on (``trainhooks plugins``).
         :param replacements: API plugin objects; one that is an instance of an entry point's
-            class takes that entry point's name and place instead of a default-built instance.
+            class takes that entry point's place (and name, unless built with ``name=``)
+            instead of a default-built instance.
         :raises UnknownPluginError: a name in ``enable``/``disable`` that nothing provides.
         :raises PluginLoadError, PluginValidationError: a plugin that should run is broken
             (only with ``strict``).
@@ -445,9 +548,6 @@ class PluginHost(pluggy.PluginManager):
         self._loaded = True
         enable = list(dict.fromkeys(enable))
         disable = list(dict.fromkeys(disable))
-        if autoload is None:
-            autoload = autoload_enabled()
-        allow = allowlist_from_env()
         specs = discover_entry_points()
         known = [s.name for s in specs]
         for name in disable:
@@ -455,9 +555,14 @@ class PluginHost(pluggy.PluginManager):
                 raise UnknownPluginError(name, known)
         for name in disable:
             self.set_blocked(name)
-
-        seen: dict[str, EntryPointSpec] = {}
-        for spec in specs:
+        switches = Switches(
+            enable=frozenset(enable),
+            disable=frozenset(disable),
+            autoload=autoload_enabled() if autoload is None else autoload,
+            defaults=defaults,
+            allow=allowlist_from_env(),
+        )
+        for spec, decision in zip(specs, decide(specs, switches)):
             rec = PluginRecord(
                 name=spec.name,
                 source="builtin" if spec.builtin else "entrypoint",
@@ -465,56 +570,55 @@ class PluginHost(pluggy.PluginManager):
                 version=spec.version,
                 target=spec.value,
             )
-            if spec.name in seen:
-                other = seen[spec.name]
-                err = PluginError(
-                    f"plugin name {spec.name!r} is declared by both {other.distribution} and "
-                    f"{spec.distribution}; uninstall one of them",
-                    plugin=spec.name,
-                )
-                self._fail(rec, err, strict and spec.name not in disable)
+            if decision.action != "load":  # not imported: where its code lives, from metadata
+                rec.location = metadata_location(spec)
+            if decision.action == "refuse":
+                self._fail(rec, PluginError(decision.reason, plugin=spec.name), strict)
                 continue
-            seen[spec.name] = spec
+            if decision.action == "skip":
+                # Two skipped distributions of one name are both listed.
+                key = spec.name if spec.name not in self.records else f"{spec.name} ({spec.distribution})"
+                self.records[key] = rec
+                rec.status, rec.reason = decision.status, decision.reason
+                continue
             self.records[spec.name] = rec
-            if spec.name in disable:
-                rec.status, rec.reason = "disabled", f"disabled with -p no:{spec.name}"
-                continue
-            wanted = spec.name in enable
-            if not defaults and not wanted:
-                rec.status, rec.reason = "not loaded", f"default plugins off; use -p {spec.name}"
-                continue
-            if not spec.builtin and not wanted:
-                if not autoload:
-                    rec.status, rec.reason = "not loaded", f"autoload off ({AUTOLOAD_ENV}); use -p {spec.name}"
-                    continue
-                if allow is not None and spec.name not in allow:
-                    rec.status, rec.reason = "not loaded", f"not in {ALLOWLIST_ENV}"
-                    continue
-            try:
-                loaded = spec.entry_point.load()
-                replacement = next((r for r in replacements if inspect.isclass(loaded) and isinstance(r, loaded)), None)
-                plugin = replacement if replacement is not None else _instantiate(loaded)
-            except (Exception, SystemExit) as exc:  # sys.exit() at import is a broken plugin too
-                err = PluginLoadError(
-                    spec.name, distribution=spec.distribution, version=spec.version, target=spec.value, cause=exc
-                )
-                self._fail(rec, err, strict)
-                continue
-            rec.plugin = plugin
-            rec.location = _location(plugin)
-            if replacement is None and not wanted and getattr(plugin, "default_enabled", True) is False:
-                rec.status, rec.reason = "available", f"opt-in: enable with -p {spec.name}"
-                rec.hooks = self._declared_hooks(plugin)
-                continue
-            try:
-                self.register(plugin, spec.name, source=rec.source, record=rec)
-            except PluginError as err:
-                self._fail(rec, err, strict)
+            self._load_entry_point(
+                spec, rec, wanted=spec.name in switches.enable, strict=strict, replacements=replacements
+            )
 
         for name in enable:
             if name in self.records or name in disable:
                 continue
             self._load_module_plugin(name, known, strict)
+
+    def _load_entry_point(
+        self, spec: EntryPointSpec, rec: PluginRecord, *, wanted: bool, strict: bool, replacements: Sequence[Any]
+    ) -> None:
+        """Import, build (or take the replacement) and register one entry point decided to load."""
+        try:
+            loaded = spec.entry_point.load()
+            replacement = next((r for r in replacements if inspect.isclass(loaded) and isinstance(r, loaded)), None)
+            plugin = replacement if replacement is not None else _instantiate(loaded)
+        except (Exception, SystemExit) as exc:  # sys.exit() at import is a broken plugin too
+            err = PluginLoadError(
+                spec.name, distribution=spec.distribution, version=spec.version, target=spec.value, cause=exc
+            )
+            rec.location = metadata_location(spec)
+            self._fail(rec, err, strict)
+            return
+        rec.plugin = plugin
+        rec.location = _location(plugin) or rec.location
+        if replacement is None and not wanted and getattr(plugin, "default_enabled", True) is False:
+            rec.status, rec.reason = "available", f"opt-in: enable with -p {spec.name}"
+            rec.hooks = self._declared_hooks(plugin)
+            return
+        try:
+            # A replacement built with name= keeps its name (the entry point's record moves).
+            registered = self.register(plugin, given_name(plugin) or spec.name, source=rec.source, record=rec)
+            if registered != spec.name:
+                self.records.pop(spec.name, None)
+        except PluginError as err:
+            self._fail(rec, err, strict)
 
     def _load_module_plugin(self, name: str, known: Sequence[str], strict: bool = True) -> None:
         """``-p some.module``: register an importable module that is not an entry point.
@@ -590,7 +694,7 @@ class PluginHost(pluggy.PluginManager):
         """The active plugin named ``name``, or a clear error."""
         plugin = self.get_plugin(name)
         if plugin is None:
-            raise UnknownPluginError(name, [n for n, p in self._name2plugin.items() if p is not None])
+            raise UnknownPluginError(name, [n for n, p in name_table(self).items() if p is not None])
         return plugin
 
     # ------------------------------------------------------------------ introspection
@@ -624,11 +728,16 @@ class PluginHost(pluggy.PluginManager):
 __all__ = [
     "ALLOWLIST_ENV",
     "AUTOLOAD_ENV",
+    "Decision",
     "EntryPointSpec",
     "PluginDisabledWarning",
     "PluginHost",
     "PluginRecord",
     "PluginValidationError",
+    "Switches",
     "autoload_enabled",
+    "decide",
+    "decide_one",
     "discover_entry_points",
+    "metadata_location",
 ]

@@ -20,6 +20,8 @@ TRAIN_BATCH: tuple[str, ...] = (
     "on_before_backward",
     "on_after_backward",
     "on_before_optimizer_step",
+    "optimizer_step",
+    "on_params_update",
     "on_before_zero_grad",
     "on_train_batch_end",
     "should_stop",
@@ -35,6 +37,7 @@ VAL_LOOP: list[Step] = [
 LOOPS: dict[str, list[Step]] = {
     "setup (Trainer construction)": ["add_options", "configure"],
     "fit": [
+        "on_fit_start",
         "on_pretrain_routine_start",
         "on_pretrain_routine_end",
         "on_train_start",
@@ -56,7 +59,7 @@ LOOPS: dict[str, list[Step]] = {
     "validate": [*VAL_LOOP, "teardown"],
     "predict": [
         "on_predict_start",
-        ("for each prediction batch", ["on_predict_batch_start", "on_predict_batch_end"]),
+        ("for each prediction batch", ["on_predict_batch_start", "on_predict_postprocess_end", "on_predict_batch_end"]),
         "on_predict_end",
         "teardown",
     ],

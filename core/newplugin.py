@@ -30,6 +30,35 @@ TEMPLATE_PACKAGE = "trainhooks.plugin_template"
 INSTALL_HINT = 'python -m pip install "trainhooks[template]"  (or: python -m pip install cookiecutter)'
 
 
+def installed_requirement() -> str:
+    """How *this* trainhooks was installed, as a pip requirement a new plugin's CI can reuse.
+
+    trainhooks is not on PyPI, so a baked plugin's ``trainhooks-requirement.txt`` (read by its
+    CI workflow and README) must name a source. pip records one for every install that did not
+    come from an index (PEP 610 ``direct_url.json``): a VCS URL with its commit
+    (``trainhooks @ git+https://...@COMMIT``) or a local directory (``trainhooks @ file:///...``,
+    usable on this machine only). Installed from an index: plain ``trainhooks``.
+    """
+    from importlib import metadata
+
+    try:
+        raw = metadata.distribution("trainhooks").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return "trainhooks"
+    if not raw:
+        return "trainhooks"
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return "trainhooks"
+    url = str(info.get("url", ""))
+    vcs = info.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs") and url:
+        commit = vcs.get("commit_id")
+        return f"trainhooks @ {vcs['vcs']}+{url}" + (f"@{commit}" if commit else "")
+    return f"trainhooks @ {url}" if url else "trainhooks"
+
+
 @dataclass(frozen=True)
 class BakedPlugin:
     """What :func:`bake` made."""
@@ -109,6 +138,7 @@ def bake(
     version: str | None = None,
     hooks: str | Sequence[str] | None = None,
     license: str | None = None,
+    trainhooks_requirement: str | None = None,
     interactive: bool = False,
     template: str | Path | None = None,
 ) -> BakedPlugin:
@@ -119,6 +149,8 @@ def bake(
     user's cookiecutter config (``~/.cookiecutterrc`` ``default_context``), as with cookiecutter.
 
     :param hooks: hook names to start from, a list or a comma-separated string.
+    :param trainhooks_requirement: where the plugin's CI installs trainhooks from, a pip
+        requirement (default: :func:`installed_requirement`, how this trainhooks was installed).
     :param interactive: ask every question (the given answers become the proposed defaults);
         otherwise nothing is asked.
     :param template: another template directory (default: the one shipped with trainhooks).
@@ -146,6 +178,7 @@ def bake(
         "version": version,
         "hooks": ",".join(hooks) if hooks is not None else None,
         "license": license,
+        "trainhooks_requirement": trainhooks_requirement or installed_requirement(),
     }
     extra = {key: value for key, value in given.items() if value is not None}
     licenses = defaults.get("license", [])
@@ -210,4 +243,12 @@ def next_steps(baked: BakedPlugin) -> str:
             "  python -m pytest              # its tests: real, tiny training runs",
             "Writing hooks, ordering, checkpoints, testing, publishing: docs/plugin-guide.md in trainhooks.",
         ]
+        + (
+            [
+                "Note: trainhooks-requirement.txt names a local path (this trainhooks' checkout); "
+                "put trainhooks' git URL there before pushing, so the generated CI can install it."
+            ]
+            if "file://" in baked.answers.get("trainhooks_requirement", "")
+            else []
+        )
     )

@@ -27,8 +27,7 @@ import copy
 import logging
 import os
 import random
-import signal
-import threading
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,13 +37,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainhooks import amp, checkpointing, distributed
+from trainhooks import amp, checkpointing, distributed, signals
 from trainhooks.callbacks import FunctionCallback
 from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
-from trainhooks.errors import CheckpointError, ConfigError, ExportFormatError, HookError, PluginError
+from trainhooks.errors import (
+    CheckpointError,
+    ConfigError,
+    DistributedError,
+    ExportFormatError,
+    HookError,
+    PluginError,
+    TrainhooksError,
+)
 from trainhooks.host import PluginHost
-from trainhooks.options import CORE_OPTIONS, collect_options
+from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
 
 log = logging.getLogger("trainhooks")
 
@@ -181,6 +188,15 @@ class Trainer:
     :param dist_sync_every: under torchrun, agree on ``should_stop`` answers every N batches
         (and at every epoch end) instead of after every batch: fewer collectives, a stop up to
         N - 1 steps later.
+    :param preempt_signal: the scheduler's pre-emption signal (default ``"SIGUSR1"``; ``None``
+        to leave it alone): stops like SIGTERM, and ``trainhooks fit`` then exits with 75
+        (see :mod:`trainhooks.signals`).
+    :param stop_timeout: seconds a graceful stop after SIGTERM or the pre-emption signal may
+        take; a process still running then (a stuck rank) writes an emergency checkpoint if it
+        can and exits. ``None`` or 0: no deadline.
+    :param overwrite: start over in a ``save_dir`` that already holds a run (its checkpoints,
+        ``metrics.csv`` and ``results.png`` are deleted first). Without it, ``fit`` refuses such
+        a directory unless it resumes.
     """
 
     def __init__(
@@ -210,7 +226,15 @@ class Trainer:
         dist_timeout: float = distributed.DEFAULT_TIMEOUT_S,
         dist_sync_every: int = 1,
         fast_data: bool = True,
+        preempt_signal: str | int | None = signals.DEFAULT_PREEMPT_SIGNAL,
+        stop_timeout: float | None = signals.DEFAULT_STOP_TIMEOUT_S,
+        overwrite: bool = False,
     ) -> None:
+        if save_dir is not None and (
+            not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()
+        ):
+            # "" would silently mean the working directory.
+            raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -224,6 +248,12 @@ class Trainer:
         if isinstance(dist_sync_every, bool) or not isinstance(dist_sync_every, int) or dist_sync_every < 1:
             raise ConfigError(f"dist_sync_every must be a positive integer, got {dist_sync_every!r}")
 
+        self.preempt_signal = signals.parse_signal(preempt_signal)
+        self.stop_timeout = signals.parse_stop_timeout(stop_timeout)
+        if not isinstance(overwrite, bool):
+            raise ConfigError(f"overwrite must be True or False, got {overwrite!r}")
+        self.overwrite = overwrite
+
         self.model: nn.Module = model
         self.loss_fn = loss_fn
         self.optimizer: torch.optim.Optimizer = self._make_optimizer(optimizer)
@@ -232,6 +262,8 @@ class Trainer:
         self.device = _resolve_device(device)
         self.save_dir = Path(save_dir) if save_dir is not None else _increment_dir(Path("runs") / "train")
         self.name = name or self.save_dir.name
+        # What was trained, for trackers' 'task' tag: the CLI sets the --task name (None from the API).
+        self.task_name: str | None = None
         self.seed = seed
         self.grad_clip_norm = grad_clip_norm
         self.verbose = verbose
@@ -263,7 +295,8 @@ class Trainer:
         self._epoch_rng_start: dict[str, Any] | None = None
         self._train_data: Any = None
         self._resume_position: dict[str, Any] | None = None
-        self._signal_received: str | None = None
+        self._signals: signals.SignalWatch | None = None
+        self._updating = False  # between optimizer step and step count: no consistent snapshot
         self._skipped = 0
         self._rng_at_cut: dict[str, Any] | None = None
         self.emergency_checkpoint: Path | None = None
@@ -318,6 +351,7 @@ class Trainer:
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
         table = collect_options(host, reserved=CORE_OPTIONS)
         self.options: dict[str, Any] = table.resolve(options)
+        apply_options(host, self.options)  # declared settings (trainhooks.Option) see their values
         self.hooks.configure()
 
     # ------------------------------------------------------------------ public helpers
@@ -429,8 +463,9 @@ class Trainer:
         self.stage = "fit"
         self.stop_reason, self.stopped_by, self._stop_requested = None, None, False
         self._stop_resumable = False
-        self.interrupted, self._signal_received, self._resume_position = None, None, None
+        self.interrupted, self._resume_position = None, None
         self._first_step: int | None = None
+        self._updating = False
         if isinstance(resume, str) and resume == "auto":
             resume = self._auto_resume()
         if resume is None:  # a fresh run: counters start over (resume restores them)
@@ -442,14 +477,17 @@ class Trainer:
         hooks = self.hooks
         start_epoch = 0
         failed = False
-        previous_handlers = self._install_signal_handlers()
+        self._signals = self._install_signal_handlers()
         try:
             self._dist = distributed.start(self)  # distributed: process group (None in one process)
+            self._claim_save_dir(resume)
+            hooks.on_fit_start()  # per-run state starts afresh; a resume below restores it
             hooks.on_pretrain_routine_start()
             if self.seed is not None:
                 seed_everything(self.seed + self.rank)  # ranks differ in dropout/augmentation
             self.model.to(self.device)
-            self._ensure_save_dir()
+            if self.is_global_zero:  # only rank 0 writes: no empty run directory elsewhere
+                self._ensure_save_dir()
             if resume is not None:
                 start_epoch = self._resume(resume)
             if self._dist is not None:  # distributed: DDP wrapper, sharded loaders
@@ -482,6 +520,8 @@ class Trainer:
             self.flush_checkpoints()  # a background write's error is this run's error
         except BaseException as exc:
             failed = True
+            if self._dist is not None:  # distributed: tell the other ranks who failed, first
+                self._dist.announce_failure(exc)
             self._on_exception(exc)
             if isinstance(exc, Exception):
                 self._emergency_checkpoint(exc)
@@ -489,7 +529,7 @@ class Trainer:
         finally:
             if failed:  # the write in flight still lands (or its error is reported) before teardown
                 self._flush_checkpoints_quietly()
-            self._restore_signal_handlers(previous_handlers)
+            self._restore_signal_handlers()
             self._in_batch_loop = False
             self._epoch_record = None
             if self._dist is not None:  # distributed: unwrap the model, end our process group
@@ -549,42 +589,58 @@ class Trainer:
             losses.extend(position["losses"].to(device).unbind())
             sizes.extend(int(n) for n in position["sizes"])
         self._in_batch_loop = True
-        for batch_idx, batch in batches:
-            self.batch_idx = batch_idx
-            if move:
-                batch = _to_device(batch, device)
-            if self.example_input is None:
-                self._capture_example(batch)
-            hooks.on_train_batch_start(batch, batch_idx)
-            outputs = step(batch)
-            loss = outputs["loss"]
-            hooks.on_before_backward(loss)
-            backward(loss)
-            hooks.on_after_backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            hooks.on_before_optimizer_step(optimizer)
-            optimizer_step()
-            hooks.on_before_zero_grad(optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            self.global_step += 1
-            detached = loss.detach()
-            outputs["loss"] = detached
-            losses.append(detached)
-            sizes.append(_batch_size(batch))
-            self._batches_done += 1
-            hooks.on_train_batch_end(batch, batch_idx, outputs)
-            answer = hooks.should_stop()
-            if agree is not None:  # distributed: all ranks stop at the same step, signals too
-                answer = agree(answer, batch_idx, interrupt=self._signal_received)
-                self._signal_received = self._dist.interrupt  # type: ignore[union-attr]
-            if answer is not None and self._accept_stop(answer, "batch"):
-                break
-            if self._signal_received is not None:
-                self._accept_signal()
-                break
-        else:
-            self.epoch_completed = True
+        watch = self._signals
+        try:
+            for batch_idx, batch in batches:
+                self.batch_idx = batch_idx
+                if move:
+                    batch = _to_device(batch, device)
+                if self.example_input is None:
+                    self._capture_example(batch)
+                hooks.on_train_batch_start(batch, batch_idx)
+                outputs = step(batch)
+                loss = outputs["loss"]
+                hooks.on_before_backward(loss)
+                backward(loss)
+                hooks.on_after_backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+                hooks.on_before_optimizer_step(optimizer)
+                self._updating = True
+                optimizer_step()
+                hooks.optimizer_step(optimizer)
+                hooks.on_params_update()
+                hooks.on_before_zero_grad(optimizer)
+                optimizer.zero_grad(set_to_none=True)
+                self.global_step += 1
+                self._updating = False
+                detached = loss.detach()
+                outputs["loss"] = detached
+                losses.append(detached)
+                sizes.append(_batch_size(batch))
+                self._batches_done += 1
+                hooks.on_train_batch_end(batch, batch_idx, outputs)
+                answer = hooks.should_stop()
+                interrupt = watch.received if watch is not None else None
+                if agree is not None:  # distributed: all ranks stop at the same step, signals too
+                    # The local record is only submitted, never overwritten: a signal that lands
+                    # while this rank waits inside the agreement is carried to the next one.
+                    answer = agree(answer, batch_idx, interrupt=interrupt)
+                    interrupt = self._dist.interrupt  # type: ignore[union-attr]
+                if answer is not None and self._accept_stop(answer, "batch"):
+                    break
+                if interrupt is not None:
+                    self._accept_signal(interrupt)
+                    break
+            else:
+                self.epoch_completed = True
+        except Exception as exc:
+            if self._dist is not None and not isinstance(exc, TrainhooksError):
+                # distributed: forward/backward/optimizer failures (a bug, out of memory) and
+                # DDP's gradient all-reduce failing because a peer died become one clear error
+                # naming the rank, never a raw gloo/nccl traceback.
+                raise self._dist.step_failure(exc) from exc
+            raise
         if not self.epoch_completed:
             # Cut short: validation (which draws from the RNG) still runs before the checkpoint,
             # so remember the random state where training will pick up again.
@@ -632,16 +688,16 @@ class Trainer:
 
     def _consult_should_stop(self) -> None:
         answer = self.hooks.should_stop()
+        interrupt = self._signals.received if self._signals is not None else None
         if self._dist is not None:  # distributed: all ranks stop after the same epoch, signals too
-            answer = self._dist.agree_stop(answer, interrupt=self._signal_received)
-            self._signal_received = self._dist.interrupt
+            answer = self._dist.agree_stop(answer, interrupt=interrupt)
+            interrupt = self._dist.interrupt
         if answer is not None:
             self._accept_stop(answer, "epoch")
-        if not self._stop_requested and self._signal_received is not None:
-            self._accept_signal()
+        if not self._stop_requested and interrupt is not None:
+            self._accept_signal(interrupt)
 
-    def _accept_signal(self) -> None:
-        name = self._signal_received or "signal"
+    def _accept_signal(self, name: str) -> None:
         self._stop_requested = True
         self.interrupted = name
         self.stop_reason = f"interrupted by {name}"
@@ -650,31 +706,44 @@ class Trainer:
             log.warning("%s received: stopping after epoch %d, step %d", name, self.epoch + 1, self.global_step)
 
     # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self) -> dict[int, Any] | None:
-        """First SIGINT/SIGTERM: stop gracefully after the current batch (checkpoints are
-        written as for any stop); the second one acts as usual (KeyboardInterrupt / terminate)."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        previous: dict[int, Any] = {}
+    def _install_signal_handlers(self) -> signals.SignalWatch | None:
+        """First SIGINT/SIGTERM/pre-emption signal: stop gracefully after the current batch
+        (checkpoints are written as for any stop); the second one acts as usual. A stop that
+        does not happen within ``stop_timeout`` ends the process (see :mod:`trainhooks.signals`)."""
+        watch = signals.SignalWatch(
+            preempt=self.preempt_signal, stop_timeout=self.stop_timeout, on_deadline=self._stop_deadline_passed
+        )
+        return watch if watch.install() else None
 
-        def handler(signum: int, frame: Any) -> None:
-            self._signal_received = signal.Signals(signum).name
-            signal.signal(signum, previous[signum])
+    def _restore_signal_handlers(self) -> None:
+        if self._signals is not None:
+            self._signals.restore()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, handler)
-            except (ValueError, OSError):  # pragma: no cover - not allowed here
-                pass
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any] | None) -> None:
-        for sig, handler in (previous or {}).items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, OSError, TypeError):  # pragma: no cover
-                pass
+    def _stop_deadline_passed(self, name: str) -> None:
+        """On the watch thread: the graceful stop after ``name`` did not finish in time. This rank
+        is stuck (in a hook, or in a collective waiting for a stuck peer): save what can be saved
+        and end the process, before the scheduler's SIGKILL does it with nothing saved."""
+        where = f"rank {self.rank} of {self.world_size}: " if self.world_size > 1 else ""
+        log.error(
+            "error: %straining did not stop within %gs of %s (stuck at epoch %d, step %d, stage %s): exiting",
+            where,
+            self.stop_timeout or 0,
+            name,
+            self.epoch + 1,
+            self.global_step,
+            self.stage,
+        )
+        with contextlib.suppress(Exception):
+            # A background checkpoint write in flight finishes first (a bounded wait: the
+            # scheduler's SIGKILL is coming), then the emergency checkpoint.
+            pending = getattr(getattr(self, "checkpoint_writer", None), "wait", None)
+            if callable(pending):
+                pending(timeout=3.0)
+            self._emergency_checkpoint(DistributedError(f"{name}: the stop deadline passed", rank=self.rank))
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(signals.exit_code_for(name))
 
     def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
         value, plugin = answer
@@ -795,6 +864,7 @@ class Trainer:
                         self._capture_example(batch)
                     hooks.on_predict_batch_start(batch, batch_idx)
                     out = custom(batch) if custom is not None else model(_inputs(batch))
+                    hooks.on_predict_postprocess_end(batch, batch_idx, out)
                     results.append(out)
                     hooks.on_predict_batch_end(batch, batch_idx, out)
             hooks.on_predict_end()
@@ -1018,11 +1088,7 @@ class Trainer:
         self.global_step = int(checkpoint.get("global_step", 0))
         self.metrics = dict(checkpoint.get("metrics", {}))
         self.history = [dict(h) for h in checkpoint.get("history", [])]
-        for name, state in checkpoint.get("plugins", {}).items():
-            plugin = self.plugin_manager.get_plugin(name)
-            loader = getattr(plugin, "load_state_dict", None)
-            if plugin is not None and callable(loader):
-                loader(state)
+        checkpointing.restore_plugin_states(self.plugin_manager, checkpoint, path)
         self.hooks.on_load_checkpoint(checkpoint)
         return checkpoint
 
@@ -1153,8 +1219,15 @@ class Trainer:
     def _emergency_checkpoint(self, exc: BaseException) -> None:
         """After a failure (``on_exception`` has fired): save what was trained, without hooks,
         to ``weights/emergency.pt``, never over ``last.pt``/``best.pt``."""
-        if self._first_step is None or self.global_step <= self._first_step or not self.is_global_zero:
+        first = getattr(self, "_first_step", None)
+        if first is None or self.global_step <= first or not self.is_global_zero:
             return  # nothing was trained by this call: there is nothing to lose
+        if self._updating:
+            log.error(
+                "not writing an emergency checkpoint: the failure interrupted an optimizer step "
+                "(weights and step count may not match)"
+            )
+            return
         if isinstance(exc, CheckpointError) or isinstance(getattr(exc, "original", None), CheckpointError):
             return  # writing is what failed: do not try again
         path = self.save_dir / "weights" / "emergency.pt"
@@ -1184,6 +1257,31 @@ class Trainer:
         self.emergency_checkpoint = path
 
     # ------------------------------------------------------------------ plumbing
+    def _claim_save_dir(self, resume: Any) -> None:
+        """Refuse to start a fresh run over a previous one in ``save_dir`` (unless ``overwrite``).
+
+        Decided on rank 0, which writes the outputs, and agreed with the others (on another node
+        the directory may not even exist), so every rank raises the same error.
+        """
+        problem = None
+        if self.is_global_zero and resume is None:
+            previous = _previous_run_files(self.save_dir)
+            if previous and self.overwrite:
+                for path in previous:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                log.warning("overwrite: deleted the previous run's %s in %s", _describe(previous), self.save_dir)
+            elif previous:
+                problem = (
+                    f"save_dir {self.save_dir} already holds a run ({_describe(previous)}); "
+                    "continue it with --resume auto (fit(resume='auto')), start over in it with --overwrite "
+                    "(Trainer(overwrite=True)), or choose another --save-dir"
+                )
+        if self._dist is not None:  # distributed: every rank refuses, or none
+            problem = self._dist.broadcast(problem, "the save_dir check")
+        if problem is not None:
+            raise ConfigError(problem)
+
     def _ensure_save_dir(self) -> None:
         try:
             self.save_dir.mkdir(parents=True, exist_ok=True)
@@ -1237,6 +1335,24 @@ def _plain(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(_plain(v) for v in value)
     return False
+
+
+RUN_FILES = ("metrics.csv", "results.png")
+"""Files a run writes directly in ``save_dir`` (besides ``weights/*.pt``): their presence means a run was there."""
+
+
+def _previous_run_files(save_dir: Path) -> list[Path]:
+    """The files of an earlier run in ``save_dir``: checkpoints in ``weights/``, ``metrics.csv``, ``results.png``."""
+    found = [save_dir / name for name in RUN_FILES if (save_dir / name).is_file()]
+    weights = save_dir / "weights"
+    if weights.is_dir():
+        found.extend(sorted(p for p in weights.glob("*.pt") if p.is_file()))
+    return found
+
+
+def _describe(paths: Sequence[Path]) -> str:
+    names = [p.name if p.parent.name != "weights" else f"weights/{p.name}" for p in paths]
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def _loader_generator(data: Any) -> torch.Generator | None:

@@ -2,12 +2,13 @@
 
 Order within ``fit`` (also printed by ``trainhooks hooks --loop``)::
 
-    on_pretrain_routine_start, on_pretrain_routine_end, on_train_start
+    on_fit_start, on_pretrain_routine_start, on_pretrain_routine_end, on_train_start
     for each epoch:
         on_train_epoch_start
         for each batch:
             on_train_batch_start, on_before_backward, on_after_backward,
-            on_before_optimizer_step, on_before_zero_grad, on_train_batch_end, should_stop
+            on_before_optimizer_step, optimizer_step, on_params_update, on_before_zero_grad,
+            on_train_batch_end, should_stop
         on_train_epoch_end
         on_val_start, (on_val_batch_start, on_val_batch_end)*, on_val_end
         on_fit_epoch_end, should_stop
@@ -29,8 +30,26 @@ if TYPE_CHECKING:
 
 
 @hookspec
+def on_fit_start(trainer: Trainer) -> None:
+    """Fires first in every ``fit()``: the per-run state hook. Reset run state here.
+
+    A plugin object outlives one run: the same callbacks serve a second ``fit()`` of the same
+    trainer, or a new trainer. Counters, best values, kept top-k lists, clocks and pending
+    reasons belong to one run, so built-in plugins start them afresh here, and so should yours
+    (settings stay: they were given once). It fires *before* a resume restores state
+    (``load_state_dict``, ``on_load_checkpoint``), so a resumed run continues with the
+    checkpoint's state, and a fresh run starts from nothing.
+
+    :param trainer: the trainer; ``epoch``/``global_step`` are 0 unless resuming (they are
+        restored afterwards); the model is not yet on its device.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
 def on_pretrain_routine_start(trainer: Trainer) -> None:
-    """Fires first in ``fit``, before the model is moved to its device and data is touched.
+    """Fires right after ``on_fit_start``, before the model is moved to its device and data is touched.
 
     :param trainer: the trainer; ``model``, ``optimizer``, ``epochs`` and ``save_dir`` are set.
 
@@ -112,6 +131,30 @@ def on_before_optimizer_step(trainer: Trainer, optimizer: torch.optim.Optimizer)
 
     :param trainer: the trainer.
     :param optimizer: the optimizer about to step.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def optimizer_step(trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """Fires right after ``optimizer.step()`` (Ultralytics' ``optimizer_step`` event).
+
+    :param trainer: the trainer.
+    :param optimizer: the optimizer that just stepped; gradients are still there.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_params_update(trainer: Trainer) -> None:
+    """Fires once the step has updated the model's parameters, right after ``optimizer_step``.
+
+    The place for state derived from the weights after every update (an EMA of the weights, a
+    weight-norm log); Ultralytics' ``on_params_update`` event.
+
+    :param trainer: the trainer; ``trainer.model`` holds the updated parameters.
 
     Return value: ignored.
     """

@@ -33,6 +33,20 @@ def on_predict_batch_start(trainer: Trainer, batch: Any, batch_idx: int) -> None
 
 
 @hookspec
+def on_predict_postprocess_end(trainer: Trainer, batch: Any, batch_idx: int, outputs: Any) -> None:
+    """Fires for every prediction batch once its outputs are computed (the model's forward, or its
+    ``predict_step``), before they are collected: Ultralytics' ``on_predict_postprocess_end``.
+
+    :param trainer: the trainer.
+    :param batch: the batch, on the trainer's device.
+    :param batch_idx: index of the batch (0-based).
+    :param outputs: the batch's outputs, as they will be collected.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
 def on_predict_batch_end(trainer: Trainer, batch: Any, batch_idx: int, outputs: Any) -> None:
     """Fires after every prediction batch.
 

@@ -48,7 +48,7 @@ def on_val_batch_end(trainer: Trainer, batch: Any, batch_idx: int, outputs: dict
 
 @hookspec
 def on_val_end(trainer: Trainer) -> None:
-    """Fires after the last validation batch.
+    """Fires after validation (its last batch): the val/* metrics are in trainer.metrics.
 
     :param trainer: the trainer; ``trainer.metrics`` now holds ``val/loss`` (and ``val/acc`` for
         classification, plus any ``val/<name>`` the model's ``validation_step`` returned).

@@ -17,79 +17,63 @@ from __future__ import annotations
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import Monitor, logged_earlier
+from trainhooks import Monitor, Option
 
 
 class EarlyStopping(trainhooks.Callback):
-    """Stop training when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop training when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Several instances may run in one trainer (each on its own metric, with its own ``name=``);
+    training stops at the first that asks.
+    """
 
     default_enabled = False
 
-    def __init__(
-        self,
-        monitor: str | None = None,
-        patience: int | None = None,
-        mode: str | None = None,
-        min_delta: float | None = None,
-        stop_at: float | None = None,
-    ) -> None:
-        self._given: dict[str, Any] = {
-            "es_monitor": monitor,
-            "patience": patience,
-            "es_mode": mode,
-            "min_delta": min_delta,
-            "stop_at": stop_at,
-        }
-        self.monitor = Monitor(monitor or "val/loss", mode or "auto", min_delta or 0.0)
-        self.patience = patience if patience is not None else 5
-        self.stop_at = stop_at
+    metric = Option(str, "val/loss", "metric early stopping watches", name="monitor", flag="es-monitor")
+    # 0 is accepted, as Keras and Lightning do: like 1, it stops at the first epoch without
+    # improvement.
+    patience = Option(int, 5, "epochs without improvement before stopping", min=0)
+    mode = Option(str, "auto", "minimise or maximise the metric", choices=("auto", "min", "max"), flag="es-mode")
+    min_delta = Option(float, 0.0, "smallest change that counts as an improvement", min=0)
+    stop_at = Option(float, None, "stop as soon as the metric reaches this value")
+
+    wait = 0
+    reason: str | None = None
+    _watch: Monitor | None = None
+
+    @property
+    def monitor(self) -> Monitor:
+        """The :class:`~trainhooks.Monitor` of ``monitor`` (rebuilt when its settings change)."""
+        self._watch = Monitor.keep(self._watch, self.metric, self.mode, self.min_delta)
+        return self._watch
+
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
+        # A new run: no best value, no count, no reason (a resume restores them afterwards).
+        self.monitor.reset()
         self.wait = 0
-        self.reason: str | None = None
-        self._check(self.patience)
-
-    @staticmethod
-    def _check(patience: int) -> None:
-        # 0 is accepted, as Keras and Lightning do: like 1, it stops at the first epoch without
-        # improvement.
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise trainhooks.ConfigError(f"early_stopping: patience must be an integer >= 0, got {patience!r}")
-
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--patience", type=int, default=5, help="epochs without improvement before stopping")
-        parser.add_option("--es-monitor", default="val/loss", help="metric early stopping watches")
-        parser.add_option(
-            "--es-mode", default="auto", choices=["auto", "min", "max"], help="minimise or maximise the metric"
-        )
-        parser.add_option("--min-delta", type=float, default=0.0, help="smallest change that counts as an improvement")
-        parser.add_option("--stop-at", type=float, default=None, help="stop as soon as the metric reaches this value")
-
-    def configure(self, trainer: trainhooks.Trainer) -> None:
-        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
-        self.monitor = Monitor(opts["es_monitor"] or "val/loss", opts["es_mode"] or "auto", opts["min_delta"] or 0.0)
-        self.patience = int(opts["patience"] if opts["patience"] is not None else 5)
-        self._check(self.patience)
-        self.stop_at = opts["stop_at"]
+        self.reason = None
 
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
         # Decide here, once per epoch with the epoch's validation metrics; should_stop reports it.
         if not trainer.epoch_completed:
             return  # an epoch cut short is finished after a resume: count it then
-        if self.monitor.metric not in trainer.metrics and logged_earlier(trainer, self.monitor.metric):
+        watch = self.monitor
+        if watch.missing_now(trainer):
             return  # a metric logged every few epochs: only the epochs that log it count
-        value = self.monitor.read(trainer.metrics, "early_stopping")
-        name = self.monitor.metric
-        self.wait = 0 if self.monitor.update(value, trainer.epoch) else self.wait + 1
+        value = watch.read(trainer.metrics, "early_stopping")
+        name = watch.metric
+        self.wait = 0 if watch.update(value, trainer.epoch) else self.wait + 1
         if self.stop_at is not None:
-            reached = value <= self.stop_at if self.monitor.mode == "min" else value >= self.stop_at
+            reached = value <= self.stop_at if watch.mode == "min" else value >= self.stop_at
             if reached:
                 self.reason = f"{name} reached {value:.6g} (stop_at {self.stop_at:g}) at epoch {trainer.epoch + 1}"
                 return
         if self.wait and self.wait >= self.patience:
-            best = self.monitor.best
+            best = watch.best
             best_txt = f"{best:.6g}" if best is not None else "nan"
             self.reason = (
                 f"{name} did not improve for {self.wait} epochs (patience {self.patience}); "
-                f"best {best_txt} at epoch {(self.monitor.best_epoch or 0) + 1}"
+                f"best {best_txt} at epoch {(watch.best_epoch or 0) + 1}"
             )
 
     def should_stop(self, trainer: trainhooks.Trainer) -> str | None:

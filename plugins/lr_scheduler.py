@@ -19,7 +19,8 @@ import warnings
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import logged_earlier, mode_from_name
+from trainhooks import Option
+from trainhooks.monitor import logged_earlier, mode_from_name
 
 PER_STEP = ("OneCycleLR", "CyclicLR")
 
@@ -27,21 +28,20 @@ PER_STEP = ("OneCycleLR", "CyclicLR")
 class LRScheduler(trainhooks.Callback):
     """Step ``trainer.lr_scheduler`` per epoch or per step; log per-group learning rates."""
 
-    def __init__(self, interval: str | None = None, monitor: str | None = None) -> None:
-        self._given: dict[str, Any] = {"lr_interval": interval, "lr_monitor": monitor}
-        self.interval = interval or "auto"
-        self.monitor = monitor or "val/loss"
-        self.resolved: str | None = None
+    interval = Option(str, "auto", "when to step the scheduler", choices=("auto", "epoch", "step"), flag="lr-interval")
+    monitor = Option(str, "val/loss", "metric for ReduceLROnPlateau", flag="lr-monitor")
 
-    def add_options(self, parser: Any) -> None:
-        parser.add_option(
-            "--lr-interval", default="auto", choices=["auto", "epoch", "step"], help="when to step the scheduler"
-        )
-        parser.add_option("--lr-monitor", default="val/loss", help="metric for ReduceLROnPlateau")
+    resolved: str | None = None
 
-    def configure(self, trainer: trainhooks.Trainer) -> None:
-        self.interval = self._given["lr_interval"] or trainer.options.get("lr_interval") or "auto"
-        self.monitor = self._given["lr_monitor"] or trainer.options.get("lr_monitor") or "val/loss"
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
+        # A new run: a ReduceLROnPlateau forgets the previous run's best value and bad-epoch
+        # count (a resume restores the scheduler's state afterwards).
+        self.resolved = None
+        scheduler = trainer.lr_scheduler
+        if scheduler is not None and self._is_plateau(scheduler):
+            scheduler.best = scheduler.mode_worse
+            scheduler.num_bad_epochs = 0
+            scheduler.cooldown_counter = 0
 
     @staticmethod
     def _is_plateau(scheduler: Any) -> bool:

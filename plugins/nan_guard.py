@@ -13,28 +13,18 @@ import math
 from typing import Any
 
 import trainhooks
+from trainhooks import Option
 
 
 class NaNGuard(trainhooks.Callback):
     """Stop training on a non-finite loss."""
 
-    def __init__(self, check_every: int | None = None) -> None:
-        self._given = check_every
-        self.check_every = check_every or 1
+    check_every = Option(int, 1, "check the loss every N steps (1: every step)", min=1, flag="nan-check-every")
+
+    reason: str | None = None
+
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
         self.pending: list[tuple[Any, int, int, int]] = []
-        self.reason: str | None = None
-
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--nan-check-every", type=int, default=1, help="check the loss every N steps (1: every step)")
-
-    def configure(self, trainer: trainhooks.Trainer) -> None:
-        every = self._given if self._given is not None else trainer.options.get("nan_check_every", 1)
-        if not isinstance(every, int) or every < 1:
-            raise trainhooks.ConfigError(f"nan_guard: check_every must be a positive integer, got {every!r}")
-        self.check_every = every
-
-    def on_train_start(self, trainer: trainhooks.Trainer) -> None:
-        self.pending.clear()
         self.reason = None
 
     def on_train_batch_end(self, trainer: trainhooks.Trainer, batch_idx: int, outputs: dict[str, Any]) -> None:

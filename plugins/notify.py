@@ -25,8 +25,20 @@ import warnings
 from typing import Any
 
 import trainhooks
+from trainhooks import Option
 
 EVENTS = ("train_start", "train_end", "exception")
+
+
+def _parse_events(value: str | list[str] | tuple[str, ...] | set[str]) -> frozenset[str]:
+    """a comma-separated list of events (train_start, train_end, exception)."""
+    if isinstance(value, frozenset):
+        return value
+    names = [e.strip() for e in (value.split(",") if isinstance(value, str) else value) if str(e).strip()]
+    unknown = set(names) - set(EVENTS)
+    if unknown:
+        raise ValueError(f"unknown event(s) {sorted(unknown)}; choose from {', '.join(EVENTS)}")
+    return frozenset(names)
 
 
 class NotificationWarning(UserWarning):
@@ -39,35 +51,18 @@ class Notify(trainhooks.Callback):
     default_enabled = False
     rank_zero_only = True
 
-    def __init__(
-        self,
-        url: str | None = None,
-        events: str | list[str] | None = None,
-        timeout: float | None = None,
-        retries: int | None = None,
-    ) -> None:
-        self._given: dict[str, Any] = {
-            "notify_url": url,
-            "notify_events": events,
-            "notify_timeout": timeout,
-            "notify_retries": retries,
-        }
-        self.url = url
-        self.events: set[str] = set(EVENTS)
-        self.timeout = timeout or 5.0
-        self.retries = retries if retries is not None else 2
+    url = Option(str, None, "webhook URL to POST JSON messages to", flag="notify-url")
+    events = Option(_parse_events, ",".join(EVENTS), "comma-separated: " + ", ".join(EVENTS), flag="notify-events")
+    timeout = Option(float, 5.0, "seconds per attempt", min=0.001, flag="notify-timeout")
+    retries = Option(int, 2, "extra attempts after a failure", min=0, flag="notify-retries")
+
+    failures = 0
+
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
         self.sent: list[dict[str, Any]] = []
         self.failures = 0
 
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--notify-url", default=None, help="webhook URL to POST JSON messages to")
-        parser.add_option("--notify-events", default=",".join(EVENTS), help="comma-separated: " + ", ".join(EVENTS))
-        parser.add_option("--notify-timeout", type=float, default=5.0, help="seconds per attempt")
-        parser.add_option("--notify-retries", type=int, default=2, help="extra attempts after a failure")
-
     def configure(self, trainer: trainhooks.Trainer) -> None:
-        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
-        self.url = opts["notify_url"]
         try:
             parts = urllib.parse.urlsplit(str(self.url or ""))
             _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
@@ -77,14 +72,6 @@ class Notify(trainhooks.Callback):
             ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in str(self.url)):
             raise trainhooks.ConfigError(f"notify: --notify-url must be an http(s) URL, got {self.url!r}")
-        events = opts["notify_events"] if opts["notify_events"] is not None else list(EVENTS)
-        names = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
-        unknown = set(names) - set(EVENTS)
-        if unknown:
-            raise trainhooks.ConfigError(f"notify: unknown event(s) {sorted(unknown)}; choose from {', '.join(EVENTS)}")
-        self.events = set(names)
-        self.timeout = float(opts["notify_timeout"] or 5.0)
-        self.retries = int(opts["notify_retries"] if opts["notify_retries"] is not None else 2)
 
     def message(self, trainer: trainhooks.Trainer, event: str, text: str, **extra: Any) -> dict[str, Any]:
         return {

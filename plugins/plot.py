@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import trainhooks
-from trainhooks.plugins._monitor import infer_mode
+from trainhooks.monitor import infer_mode
 
 DPI = 150
 

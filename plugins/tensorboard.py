@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import trainhooks
+from trainhooks import Option
 
 
 class TensorBoard(trainhooks.Callback):
@@ -26,28 +27,14 @@ class TensorBoard(trainhooks.Callback):
     default_enabled = False
     rank_zero_only = True
 
-    def __init__(
-        self, log_dir: str | Path | None = None, graph: bool | None = None, every_n_steps: int | None = None
-    ) -> None:
-        self._given: dict[str, Any] = {"tb_dir": log_dir, "tb_graph": graph, "tb_log_every_n_steps": every_n_steps}
-        self.log_dir: Path | None = Path(log_dir) if log_dir is not None else None
-        self.graph = True if graph is None else graph
-        self.every_n_steps = every_n_steps or 0
-        self.writer: Any = None
-        self._graph_pending = False
+    log_dir = Option(Path, None, "event file directory (default: <save-dir>/tensorboard)", flag="tb-dir")
+    graph = Option(bool, True, "log the model graph (--no-tb-graph: do not)", flag="tb-graph")
+    every_n_steps = Option(int, 0, "also log the step loss every N steps (0: off)", min=0, flag="tb-log-every-n-steps")
 
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--tb-dir", default=None, help="event file directory (default: <save-dir>/tensorboard)")
-        parser.add_option(
-            "--no-tb-graph", dest="tb_graph", action="store_false", default=True, help="do not log the model graph"
-        )
-        parser.add_option("--tb-log-every-n-steps", type=int, default=0, help="also log the step loss every N steps")
+    writer: Any = None
+    _graph_pending = False
 
     def configure(self, trainer: trainhooks.Trainer) -> None:
-        opts = {k: (v if v is not None else trainer.options.get(k)) for k, v in self._given.items()}
-        self.log_dir = Path(opts["tb_dir"]) if opts["tb_dir"] else None
-        self.graph = bool(opts["tb_graph"]) if opts["tb_graph"] is not None else True
-        self.every_n_steps = int(opts["tb_log_every_n_steps"] or 0)
         try:
             import tensorboard  # noqa: F401
         except ImportError as exc:

@@ -15,10 +15,13 @@ import time
 from typing import Any
 
 import trainhooks
+from trainhooks import Option
 
 
 def parse_duration(text: str | float | int) -> float:
-    """Seconds in ``HH:MM:SS``, ``DD:HH:MM:SS``, ``MM:SS``, ``90s``/``15m``/``2h``/``1d`` or a number."""
+    """a duration (HH:MM:SS, 90s, 15m, 2h or seconds).
+
+    Seconds in ``HH:MM:SS``, ``DD:HH:MM:SS``, ``MM:SS``, ``90s``/``15m``/``2h``/``1d`` or a number."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
     else:
@@ -54,20 +57,18 @@ class Timer(trainhooks.Callback):
     # bigger --max-time, since the time already spent counts).
     resumable_stop = True
 
-    def __init__(self, max_time: str | float | None = None) -> None:
-        self._given = max_time
-        self.max_time = parse_duration(max_time) if max_time is not None else None
-        self.elapsed_before = 0.0
-        self.started: float | None = None
+    max_time = Option(parse_duration, None, "wall-clock budget, e.g. 00:10:00 or 2h")
 
-    def add_options(self, parser: Any) -> None:
-        parser.add_option("--max-time", default=None, help="wall-clock budget, e.g. 00:10:00 or 2h")
+    elapsed_before = 0.0
+    started: float | None = None
 
     def configure(self, trainer: trainhooks.Trainer) -> None:
-        given = self._given if self._given is not None else trainer.options.get("max_time")
-        if given is None:
+        if self.max_time is None:
             raise trainhooks.ConfigError("timer is enabled but has no budget: pass --max-time (e.g. 00:10:00)")
-        self.max_time = parse_duration(given)
+
+    def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
+        # A new run gets the whole budget (a resume restores the time already spent).
+        self.elapsed_before, self.started = 0.0, None
 
     def on_train_start(self, trainer: trainhooks.Trainer) -> None:
         if self.max_time is not None and self.elapsed_before >= self.max_time:

@@ -4,6 +4,12 @@ Enabled with ``-p distprobe`` (tests/ on PYTHONPATH). Each rank appends JSON lin
 ``$DISTPROBE_DIR/rank<N>.jsonl``. ``DISTPROBE_STOP_RANK``/``_STOP_STEP`` make ``should_stop`` ask
 once, on that rank only; ``DISTPROBE_FAIL_RANK``/``_FAIL_STEP`` raise in ``on_train_batch_end``;
 ``DISTPROBE_HANG_RANK``/``_HANG_STEP`` sleep there for 20 s (a stalled, not dead, peer).
+``DISTPROBE_BLOCK_RANK``/``_BLOCK_STEP`` block there, after writing ``blocked<RANK>``, until the
+test creates ``$DISTPROBE_DIR/release`` (so the other rank waits inside the stop agreement at a
+moment the test knows). ``DISTPROBE_BREAK=forward|backward-oom|sigkill`` with
+``DISTPROBE_BREAK_RANK``/``_BREAK_STEP`` makes that rank's training step fail outside any hook:
+the model's forward raises, backward raises ``torch.OutOfMemoryError``, or the process SIGKILLs
+itself in forward. ``DISTPROBE_WARN=1`` warns once per rank at the start.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -31,9 +39,12 @@ def _write(trainer: Any, event: str, **data: Any) -> None:
 
 @trainhooks.hookimpl
 def on_train_start(trainer: Any) -> None:
+    if os.environ.get("DISTPROBE_WARN"):
+        warnings.warn("probe warning, the same on every rank", UserWarning, stacklevel=1)
     _write(
         trainer,
         "start",
+        pid=os.getpid(),
         world_size=trainer.world_size,
         local_rank=trainer.local_rank,
         is_global_zero=trainer.is_global_zero,
@@ -73,6 +84,57 @@ def on_train_batch_end(trainer: Any) -> None:
         raise RuntimeError(f"probe failure on rank {trainer.rank} at step {step}")
     if trainer.rank == _env("DISTPROBE_HANG_RANK") and step == _env("DISTPROBE_HANG_STEP"):
         time.sleep(20)  # longer than the test's dist_timeout, shorter than torchrun's kill grace
+    if trainer.rank == _env("DISTPROBE_BLOCK_RANK") and step == _env("DISTPROBE_BLOCK_STEP"):
+        folder = os.environ["DISTPROBE_DIR"]
+        with open(os.path.join(folder, f"blocked{trainer.rank}"), "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
+        release = os.path.join(folder, "release")
+        deadline = time.monotonic() + _env("DISTPROBE_BLOCK_MAX", 120)
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _fail_in_forward(module: Any, args: Any) -> None:
+    raise RuntimeError("probe failure in the model's forward")
+
+
+def _kill_in_forward(module: Any, args: Any) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _oom_in_backward(grad: torch.Tensor) -> None:
+    raise torch.OutOfMemoryError("probe: CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+@trainhooks.hookimpl
+def on_train_batch_start(trainer: Any) -> None:
+    mode = os.environ.get("DISTPROBE_BREAK")
+    if not mode or trainer.rank != _env("DISTPROBE_BREAK_RANK") or trainer.global_step != _env("DISTPROBE_BREAK_STEP"):
+        return
+    if mode == "forward":
+        trainer.unwrapped_model.register_forward_pre_hook(_fail_in_forward)
+    elif mode == "sigkill":
+        trainer.unwrapped_model.register_forward_pre_hook(_kill_in_forward)
+
+
+@trainhooks.hookimpl
+def on_before_backward(trainer: Any, loss: torch.Tensor) -> None:
+    if (
+        os.environ.get("DISTPROBE_BREAK") == "backward-oom"
+        and trainer.rank == _env("DISTPROBE_BREAK_RANK")
+        and trainer.global_step == _env("DISTPROBE_BREAK_STEP")
+    ):
+        loss.register_hook(_oom_in_backward)
+
+
+@trainhooks.hookimpl
+def on_exception(trainer: Any, exception: BaseException) -> None:
+    _write(trainer, "exception", type=type(exception).__name__, message=str(exception), step=trainer.global_step)
+
+
+@trainhooks.hookimpl
+def teardown(trainer: Any, stage: str) -> None:
+    _write(trainer, "teardown", stage=stage)
 
 
 @trainhooks.hookimpl

@@ -3,7 +3,6 @@ best weights (issue 14): real training, real threads, real files, real processes
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import subprocess
@@ -20,7 +19,7 @@ from trainhooks import checkpointing
 from trainhooks.errors import CheckpointError
 from trainhooks.plugins.checkpoint import ModelCheckpoint
 from trainhooks.plugins.csv_logger import CSVLogger
-from trainhooks.testing import tiny_digits, tiny_model
+from trainhooks.testing import tiny_model
 
 
 class DurableCheck(trainhooks.Callback):
@@ -71,20 +70,6 @@ def test_background_writes_fire_on_model_save_only_for_durable_files(make_traine
     model = tiny_model()
     model.load_state_dict(saved["model"])
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trainer.model.state_dict().values()))
-
-
-def test_background_and_foreground_write_the_same_checkpoint(make_trainer, tmp_path) -> None:
-    files = {}
-    for background in (True, False):
-        trainer = make_trainer(
-            plugins=[ModelCheckpoint(background=background)], save_dir=tmp_path / str(background), seed=3
-        )
-        trainer.fit(*tiny_digits())  # fresh loaders: the same shuffles in both runs
-        files[background] = checkpointing.load_checkpoint(trainer.save_dir / "weights" / "last.pt")
-    a, b = files[True], files[False]
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert a["history"] == b["history"] and a["global_step"] == b["global_step"]
 
 
 def test_a_failed_background_write_surfaces_at_the_next_save(make_trainer, loaders) -> None:
@@ -153,7 +138,7 @@ def test_emergency_pt_when_last_pt_is_behind(make_trainer, loaders) -> None:
 EXIT_SCRIPT = textwrap.dedent(
     """
     import sys, torch, trainhooks
-    from trainhooks.testing import tiny_digits, tiny_model
+    from trainhooks.testing import tiny_model
     trainer = trainhooks.Trainer(tiny_model(), loss_fn=torch.nn.CrossEntropyLoss(), epochs=1,
                                  save_dir=sys.argv[1], default_plugins=False, verbose=False)
     train, val = tiny_digits()
@@ -192,130 +177,6 @@ def test_checkpoints_and_metrics_csv_honour_the_umask(make_trainer, loaders, uma
     expected = 0o666 & ~umask
     for name in ("weights/last.pt", "weights/best.pt", "weights/previous.pt", "metrics.csv"):
         assert stat.S_IMODE((trainer.save_dir / name).stat().st_mode) == expected, name
-
-
-# --------------------------------------------------------------------------- naming and retention
-def val_losses_seq(values):
-    """A callback logging a scripted val/loss per epoch (after validation, before checkpoint)."""
-
-    class Scripted(trainhooks.Callback):
-        @trainhooks.hookimpl(tryfirst=True)
-        def on_fit_epoch_end(self, trainer):
-            trainer.log_metric("val/loss", values[trainer.epoch])
-
-    return Scripted()
-
-
-def names(trainer) -> list[str]:
-    return sorted(p.name for p in (trainer.save_dir / "weights").iterdir())
-
-
-def test_filename_template_names_the_top_k_files(make_trainer, loaders) -> None:
-    ckpt = ModelCheckpoint(save_top_k=2, filename="{epoch:03d}-{val/loss:.4f}")
-    trainer = make_trainer(plugins=[ckpt], callbacks=[val_losses_seq([0.5, 0.3, 0.4, 0.2])], epochs=4)
-    trainer.fit(*loaders)
-    assert names(trainer) == ["002-0.3000.pt", "004-0.2000.pt", "best.pt", "last.pt", "previous.pt"]
-    assert checkpointing.load_checkpoint(trainer.save_dir / "weights" / "004-0.2000.pt")["epoch"] == 3
-
-
-@pytest.mark.parametrize(
-    ("template", "culprit"),
-    [("", "non-empty"), ("{}", "positional"), ("../x", "inside weights"), ("last", "writes itself"), ("{a", "valid")],
-)
-def test_bad_filename_templates_are_config_errors(make_trainer, template, culprit) -> None:
-    with pytest.raises(trainhooks.ConfigError, match=culprit):
-        make_trainer(plugins=[ModelCheckpoint(filename=template)])
-
-
-def test_filename_naming_an_unlogged_metric_says_what_is_available(make_trainer, loaders) -> None:
-    trainer = make_trainer(plugins=[ModelCheckpoint(save_top_k=-1, filename="{val/f1:.3f}")])
-    with pytest.raises(trainhooks.HookError, match=r"'val/f1'.*available: epoch, step, .*val/loss"):
-        trainer.fit(*loaders)
-
-
-def test_every_n_epochs_keeps_those_epochs_whatever_the_top_k(make_trainer, loaders) -> None:
-    ckpt = ModelCheckpoint(every_n_epochs=2)
-    trainer = make_trainer(plugins=[ckpt], callbacks=[val_losses_seq([0.5, 0.6, 0.7, 0.8, 0.9])], epochs=5)
-    trainer.fit(*loaders)
-    assert names(trainer) == ["best.pt", "epoch2.pt", "epoch4.pt", "last.pt", "previous.pt"]
-    assert checkpointing.load_checkpoint(trainer.save_dir / "weights" / "best.pt")["epoch"] == 0
-
-
-def test_top_k_never_deletes_a_periodic_file(make_trainer, loaders) -> None:
-    ckpt = ModelCheckpoint(save_top_k=2, every_n_epochs=2)
-    trainer = make_trainer(plugins=[ckpt], callbacks=[val_losses_seq([0.5, 0.6, 0.4, 0.3])], epochs=4)
-    trainer.fit(*loaders)
-    # top 2: epochs 4 and 3; epoch 2 is periodic; epoch 1 fell out of the top 2 and is deleted
-    assert names(trainer) == ["best.pt", "epoch2.pt", "epoch3.pt", "epoch4.pt", "last.pt", "previous.pt"]
-
-
-def test_without_a_monitor_save_top_k_minus_one_keeps_every_epoch(make_trainer, loaders) -> None:
-    trainer = make_trainer(plugins=[ModelCheckpoint(monitor="none", save_top_k=-1)], epochs=3)
-    trainer.fit(*loaders)
-    assert names(trainer) == ["epoch1.pt", "epoch2.pt", "epoch3.pt", "last.pt", "previous.pt"]
-
-
-def test_without_a_monitor_only_last_pt(make_trainer, loaders, recwarn) -> None:
-    trainer = make_trainer(plugins=[ModelCheckpoint(monitor="none")], epochs=2)
-    trainer.fit(*loaders)
-    assert names(trainer) == ["last.pt", "previous.pt"]
-    assert not [w for w in recwarn if "checkpoint" in str(w.message)]
-
-
-def test_initial_threshold_must_be_beaten_before_anything_is_best(make_trainer, loaders) -> None:
-    ckpt = ModelCheckpoint(initial_threshold=0.35, save_top_k=-1)
-    trainer = make_trainer(plugins=[ckpt], callbacks=[val_losses_seq([0.5, 0.4, 0.3, 0.33])], epochs=4)
-    trainer.fit(*loaders)
-    assert names(trainer) == ["best.pt", "epoch3.pt", "epoch4.pt", "last.pt", "previous.pt"]
-    assert checkpointing.load_checkpoint(trainer.save_dir / "weights" / "best.pt")["epoch"] == 2
-
-
-def test_a_threshold_nobody_beats_writes_no_best_pt(make_trainer, loaders) -> None:
-    ckpt = ModelCheckpoint(monitor="val/acc", initial_threshold=1.5)  # accuracy above 1.5: never
-    trainer = make_trainer(plugins=[ckpt], epochs=2)
-    trainer.fit(*loaders)
-    assert names(trainer) == ["last.pt", "previous.pt"]
-
-
-def test_a_metric_that_is_nan_in_every_epoch(make_trainer, loaders) -> None:
-    nan = float("nan")
-    ckpt = ModelCheckpoint(save_top_k=2, restore_best=True)
-    trainer = make_trainer(plugins=[ckpt], callbacks=[val_losses_seq([nan, nan, nan])], epochs=3)
-    with pytest.warns(RuntimeWarning) as caught:
-        trainer.fit(*loaders)
-    messages = [str(w.message) for w in caught if "checkpoint" in str(w.message)]
-    assert any("NaN at epoch 1" in m for m in messages)
-    assert any("NaN in every epoch: no best.pt" in m for m in messages)
-    assert any("restore_best" in m and "final weights" in m for m in messages)
-    assert names(trainer) == ["last.pt", "previous.pt"]
-    assert math.isnan(checkpointing.load_checkpoint(trainer.save_dir / "weights" / "last.pt")["metrics"]["val/loss"])
-
-
-# --------------------------------------------------------------------------- best weights
-def test_restore_best_ends_training_with_the_best_weights(make_trainer, loaders) -> None:
-    seen = {}
-
-    class AfterTraining(trainhooks.Callback):  # an exporter running at the end sees best weights
-        def on_train_end(self, trainer):
-            seen["weights"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-
-    ckpt = ModelCheckpoint(restore_best=True)
-    trainer = make_trainer(plugins=[ckpt], callbacks=[val_losses_seq([0.5, 0.2, 0.4]), AfterTraining()], epochs=3)
-    trainer.fit(*loaders)
-    weights = trainer.save_dir / "weights"
-    best = checkpointing.load_checkpoint(weights / "best.pt")
-    last = checkpointing.load_checkpoint(weights / "last.pt")
-    assert best["epoch"] == 1 and last["epoch"] == 2
-    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in best["model"].items())
-    assert not all(torch.equal(trainer.model.state_dict()[k], v) for k, v in last["model"].items())
-    assert all(torch.equal(seen["weights"][k], v) for k, v in best["model"].items())
-
-
-def test_without_restore_best_the_model_keeps_its_final_weights(make_trainer, loaders) -> None:
-    trainer = make_trainer(plugins=[ModelCheckpoint()], callbacks=[val_losses_seq([0.5, 0.2, 0.4])], epochs=3)
-    trainer.fit(*loaders)
-    last = checkpointing.load_checkpoint(trainer.save_dir / "weights" / "last.pt")
-    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in last["model"].items())
 
 
 def test_previous_pt_is_the_last_pt_before(make_trainer, loaders) -> None:

@@ -49,6 +49,8 @@ def test_every_builtin_plugin_and_option_is_documented() -> None:
         if rec.source == "builtin":
             assert f"`{name}`" in text, f"plugin {name} is not documented in docs/plugins.md"
     for spec in collect_options(host).specs.values():
+        if host.records[spec.plugin].source != "builtin":
+            continue  # installed third-party plugins (integrations/) document themselves
         assert spec.flags[0] in text, f"option {spec.flags[0]} of {spec.plugin} is not documented"
 
 

@@ -15,6 +15,8 @@ BATCH = [
     "on_before_backward",
     "on_after_backward",
     "on_before_optimizer_step",
+    "optimizer_step",
+    "on_params_update",
     "on_before_zero_grad",
     "on_train_batch_end",
     "should_stop",
@@ -22,7 +24,7 @@ BATCH = [
 
 
 def expected_fit(epochs: int, train_batches: int, val_batches: int) -> list[str]:
-    seq = ["on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start"]
+    seq = ["on_fit_start", "on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start"]
     for _ in range(epochs):
         seq += ["on_train_epoch_start", *BATCH * train_batches, "on_train_epoch_end", "on_val_start"]
         seq += ["on_val_batch_start", "on_val_batch_end"] * val_batches

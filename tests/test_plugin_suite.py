@@ -199,7 +199,7 @@ def test_early_stopping_without_the_metric_is_a_clear_error(make_trainer, loader
     ],
 )
 def test_auto_mode_reads_the_metric_name_as_words(name: str, mode: str) -> None:
-    from trainhooks.plugins._monitor import infer_mode
+    from trainhooks.monitor import infer_mode
 
     assert infer_mode(name, "auto") == mode
     assert EarlyStopping(monitor=name).monitor.mode == mode

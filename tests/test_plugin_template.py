@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from trainhooks import loopmap
+from trainhooks import loopmap, newplugin
 from trainhooks.callbacks import hook_signatures
 from trainhooks.cli import main
 from trainhooks.newplugin import template_context, template_dir
@@ -135,6 +135,10 @@ def test_new_plugin_bakes_offline(
     meta = tomllib.loads((pkg / "pyproject.toml").read_text())
     assert meta["project"]["authors"] == [{"name": "Ada"}]
     assert meta["project"]["entry-points"]["trainhooks"] == {"sparkle": "trainhooks_sparkle"}
+    # This trainhooks' own source (here an editable checkout) is what the plugin's CI installs.
+    requirement = (pkg / "trainhooks-requirement.txt").read_text().splitlines()[-1]
+    assert requirement == newplugin.installed_requirement() != "trainhooks"
+    assert requirement.startswith("trainhooks @ file://") and "trainhooks-requirement.txt names a local path" in out
     assert list((cookiecutter_config.parent / "replay").iterdir()), "cookiecutter's replay went elsewhere"
 
 
@@ -248,8 +252,9 @@ def test_cookiecutter_runs_the_same_checks(tmp_path: Path, cookiecutter_config: 
 
 
 def test_interactive_new_plugin_asks_the_questions(tmp_path: Path, cookiecutter_config: Path) -> None:
-    # plugin name, distribution, module, description, author, e-mail, version, hooks, license
-    answers = ["chatty", "", "", "", "", "", "0.2.0", "on_train_end", "3"]
+    # plugin name, distribution, module, description, author, e-mail, version, trainhooks source,
+    # hooks, license
+    answers = ["chatty", "", "", "", "", "", "0.2.0", "", "on_train_end", "3"]
     env = {**os.environ, "COOKIECUTTER_CONFIG": str(cookiecutter_config)}
     proc = subprocess.run(
         [sys.executable, "-m", "trainhooks", "new-plugin", "x", "--interactive", "-o", str(tmp_path)],
@@ -358,6 +363,7 @@ def test_default_bake(default_pkg: Baked) -> None:
         "src/trainhooks_hello/__init__.py",
         "src/trainhooks_hello/py.typed",
         "tests/test_trainhooks_hello.py",
+        "trainhooks-requirement.txt",
     ]
     meta = tomllib.loads((pkg / "pyproject.toml").read_text())
     project = meta["project"]
@@ -381,6 +387,12 @@ def test_default_bake(default_pkg: Baked) -> None:
     steps = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
     assert any("torch" in s and "download.pytorch.org/whl/cpu" in s for s in steps)
     assert 'python -m pip install -e ".[test]"' in steps and "python -m pytest" in steps
+    # trainhooks is not on PyPI: CI installs it from the requirement the bake recorded, before the plugin.
+    install = steps.index("python -m pip install -r trainhooks-requirement.txt")
+    assert install < steps.index('python -m pip install -e ".[test]"')
+    requirement = (pkg / "trainhooks-requirement.txt").read_text().splitlines()[-1]
+    assert requirement == "trainhooks"  # cookiecutter's default; `trainhooks new-plugin` records the source
+    assert requirement in readme
 
 
 @pytest.mark.slow
@@ -434,7 +446,8 @@ def test_small_hook_sets_bake_working_ruff_clean_code(tmp_path: Path, bake_confi
     assert generated == brings.get(hooks, [hooks])
     if hooks == "add_options":  # every generated option is read by the generated code
         source = (path / "src" / "trainhooks_small" / "__init__.py").read_text()
-        assert "parser.add_option(EVERY_FLAG" in source and "trainer.options[EVERY_KEY]" in source
+        assert "EVERY.declare(parser)" in source and "EVERY.value(trainer)" in source
+        assert "trainhooks.Option(" in source  # the setting is declared once, with its check
     assert 'ignore = ["E501"]' not in (path / "pyproject.toml").read_text()
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=path, capture_output=True, text=True)
@@ -555,3 +568,24 @@ def test_a_wheel_ships_the_template_and_new_plugin_works_from_it(
     assert baked.returncode == 0, baked.stderr
     module = tmp_path / "out" / "trainhooks-from-wheel" / "src" / "trainhooks_from_wheel" / "__init__.py"
     assert hookimpls(module) == ["on_train_end"]
+
+
+def test_installed_requirement_reads_pips_direct_url_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A git install names the commit; a local checkout its file URL; an index install the name."""
+    import importlib.metadata as md
+
+    record: dict[str, str | None] = {}
+
+    class Dist:
+        def read_text(self, name: str) -> str | None:
+            return record.get(name)
+
+    monkeypatch.setattr(md, "distribution", lambda name: Dist())
+    record["direct_url.json"] = json.dumps(
+        {"url": "https://example.org/team/trainhooks.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}
+    )
+    assert newplugin.installed_requirement() == "trainhooks @ git+https://example.org/team/trainhooks.git@abc123"
+    record["direct_url.json"] = json.dumps({"url": "file:///src/trainhooks", "dir_info": {"editable": True}})
+    assert newplugin.installed_requirement() == "trainhooks @ file:///src/trainhooks"
+    record.clear()
+    assert newplugin.installed_requirement() == "trainhooks"

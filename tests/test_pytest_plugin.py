@@ -113,7 +113,7 @@ def test_validate_and_predict(trainhooks_tester: TrainhooksTester) -> None:
     assert predicted.names() == [
         *SETUP,
         "on_predict_start",
-        *["on_predict_batch_start", "on_predict_batch_end"] * 2,
+        *["on_predict_batch_start", "on_predict_postprocess_end", "on_predict_batch_end"] * 2,
         "on_predict_end",
         "teardown",
     ]

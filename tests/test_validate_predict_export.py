@@ -38,8 +38,10 @@ def test_predict_fires_hooks_and_returns_predictions(make_trainer, loaders) -> N
     assert rec.names() == [
         "on_predict_start",
         "on_predict_batch_start",
+        "on_predict_postprocess_end",
         "on_predict_batch_end",
         "on_predict_batch_start",
+        "on_predict_postprocess_end",
         "on_predict_batch_end",
         "on_predict_end",
         "teardown",

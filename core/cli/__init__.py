@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from trainhooks.cli.args import RUN_COMMANDS, _command_of, build_parser, scan_plugin_flags, split_plugin_values
-from trainhooks.cli.render import _rank_label, format_profile, hook_reference_markdown, summary_line
+from trainhooks.cli.render import _is_rank_zero, _rank_label, format_profile, hook_reference_markdown, summary_line
 from trainhooks.errors import HookError, TrainhooksError
 from trainhooks.host import PluginHost
 
@@ -36,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainhooks`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     handler = _log_to_stderr()
+    saved_filters = warnings.filters[:]
+    if not _is_rank_zero():  # under torchrun: a warning every rank would print, printed by rank 0
+        from trainhooks.host import PluginDisabledWarning
+
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("default", PluginDisabledWarning)  # may concern one rank alone
     try:
         return _main(args_list)
     except HookError as exc:
@@ -45,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trainhooks: error: {_rank_label()}{exc}", file=sys.stderr)
         return exc.exit_code
     except TrainhooksError as exc:
-        label = "" if type(exc).__name__ == "DistributedError" else _rank_label()  # it names its rank
+        distributed_error = type(exc).__name__ == "DistributedError"
+        cause = getattr(exc, "original", None) if distributed_error else None
+        if cause is not None and not isinstance(cause, TrainhooksError):  # this rank's own step failed
+            print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        label = "" if distributed_error else _rank_label()  # it names its rank
         print(f"trainhooks: error: {label}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -56,12 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         logging.getLogger("trainhooks").removeHandler(handler)
+        warnings.filters[:] = saved_filters
 
 
 def _log_to_stderr() -> logging.Handler:
-    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines."""
+    """The engine's warnings (signals, emergency checkpoints) as ``trainhooks: ...`` lines.
+
+    Under torchrun every rank runs the same code and would print the same warning: ranks other
+    than 0 print the engine's errors only.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(logging.WARNING if _is_rank_zero() else logging.ERROR)
     handler.setFormatter(logging.Formatter("trainhooks: %(message)s"))
     logging.getLogger("trainhooks").addHandler(handler)
     return handler

@@ -120,7 +120,26 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             type=_positive_float,
             default=None,
             metavar="SECONDS",
-            help="under torchrun: fail instead of waiting longer than this for another rank (default: 1800)",
+            help="under torchrun: fail instead of waiting longer than this for another rank (default: 300)",
+        )
+        parser.add_argument(
+            "--stop-timeout",
+            type=_non_negative_float,
+            default=None,
+            metavar="SECONDS",
+            help="after SIGTERM or the pre-emption signal, exit (emergency checkpoint first) if training has not "
+            "stopped within this time, e.g. a stuck rank (default: 25; 0: wait forever)",
+        )
+        parser.add_argument(
+            "--preempt-signal",
+            default=None,
+            metavar="SIGNAL",
+            help="the scheduler's pre-emption signal: stop, checkpoint and exit with 75 (default: SIGUSR1; none: off)",
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="start over in a --save-dir that holds a previous run (deletes its checkpoints and metrics.csv)",
         )
         parser.add_argument(
             "--dist-sync-every",
@@ -136,6 +155,16 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             default=None,
             help="checkpoint (last.pt/best.pt) or state_dict file (default: best.pt of the latest runs/train* run)",
         )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,24 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
         print(summary_line(result, trainer.epochs))
     if trainer.interrupted:
+        from trainhooks.signals import PREEMPT_EXIT_CODE, exit_code_for
+
         last = trainer.save_dir / "weights" / "last.pt"
+        torchrun = "TORCHELASTIC_RUN_ID" in os.environ
         if last.exists() and trainer.is_global_zero:
-            print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
-        return 130 if trainer.interrupted == "SIGINT" else 143
+            if torchrun:  # a worker cannot see torchrun's own arguments
+                print(
+                    f"Resume with: the same torchrun command, with --resume {last} (or --resume auto)",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
+        code = exit_code_for(trainer.interrupted)
+        if torchrun and code != PREEMPT_EXIT_CODE:
+            # A graceful stop is a clean exit for torchrun: it reports no failed worker (and does
+            # not restart the group under --max-restarts). See docs/fault-tolerance.md.
+            return 0
+        return code
     return 0
 
 

@@ -18,6 +18,12 @@ def _rank_label() -> str:
     return f"rank {rank} of {world}: " if world.isdigit() and int(world) > 1 else ""
 
 
+def _is_rank_zero() -> bool:
+    """False on torchrun's workers of rank > 0 (which print errors, not warnings)."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return not (world.isdigit() and int(world) > 1 and rank.isdigit() and int(rank) > 0)
+
+
 def summary_line(result: FitResult, epochs: int | None = None) -> str:
     """The last line of ``trainhooks fit``: why training stopped and where everything went."""
     what = "stopped early" if result.stopped_early else "finished"
@@ -85,4 +91,7 @@ def hook_reference_markdown() -> str:
             flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
             tag = f" *({', '.join(flags)})*" if flags else ""
             out += [f"### `{name}({', '.join(spec.argnames)})`{tag}", "", inspect.getdoc(spec.function) or "", ""]
+    from trainhooks.vocabulary import vocabulary_markdown
+
+    out += vocabulary_markdown()
     return "\n".join(out)

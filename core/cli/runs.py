@@ -55,6 +55,7 @@ def _make_trainer(
     )
     if training:  # recorded in every checkpoint: --resume continues with the same task and data
         trainer.run_settings.update(task=args.task, batch_size=args.batch_size, lr=args.lr)
+    trainer.task_name = task.name
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
@@ -99,5 +100,8 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "precision": getattr(args, "precision", None),
         "dist_timeout": getattr(args, "dist_timeout", None),
         "dist_sync_every": getattr(args, "dist_sync_every", None),
+        "stop_timeout": getattr(args, "stop_timeout", None),
+        "preempt_signal": getattr(args, "preempt_signal", None),
+        "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}

@@ -78,6 +78,12 @@ def validate(answers: dict[str, str], known_hooks: list[str]) -> list[str]:
             f"project_slug {slug!r} is not a valid distribution name: use letters, digits, '.', '_' "
             "and '-', starting and ending with a letter or digit (e.g. 'trainhooks-my-plugin')"
         )
+    requirement = answers.get("trainhooks_requirement", "trainhooks").strip()
+    if not re.match(r"^trainhooks\b(\s*\[[\w,\s-]*\])?\s*(@\s*\S+|[<>=!~][^@]*)?$", requirement):
+        errors.append(
+            f"trainhooks_requirement {requirement!r} is not a pip requirement for trainhooks: use e.g. "
+            "'trainhooks @ git+https://github.com/OWNER/trainhooks' or 'trainhooks @ file:///path/to/trainhooks'"
+        )
     version = answers.get("version", "")
     if not VERSION.match(version):
         errors.append(f"version {version!r} is not a PEP 440 version (e.g. '0.1.0')")

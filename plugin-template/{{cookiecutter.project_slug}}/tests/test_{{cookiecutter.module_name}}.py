@@ -13,9 +13,9 @@
 {% endfor %}
 {#- Hooks every fit fires (trainhooks' loop map: construction, then fit). -#}
 {% set fit_order = [
-    "add_options", "configure", "on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start",
+    "add_options", "configure", "on_fit_start", "on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start",
     "on_train_epoch_start", "on_train_batch_start", "on_before_backward", "on_after_backward",
-    "on_before_optimizer_step", "on_before_zero_grad", "on_train_batch_end", "should_stop",
+    "on_before_optimizer_step", "optimizer_step", "on_params_update", "on_before_zero_grad", "on_train_batch_end", "should_stop",
     "on_train_epoch_end", "on_val_start", "on_val_batch_start", "on_val_batch_end", "on_val_end",
     "on_fit_epoch_end", "on_train_end", "teardown",
 ] %}

@@ -97,10 +97,28 @@ NAME = "{{ cookiecutter.plugin_name }}"
 """The plugin's entry-point name (``pyproject.toml``): ``-p no:NAME`` turns it off."""
 {% if "add_options" in hooks %}
 
-EVERY_FLAG = "--{{ option }}-every"
-"""The example option (``add_options``): ``on_fit_epoch_end`` reports every N-th epoch."""
-EVERY_KEY = EVERY_FLAG[2:].replace("-", "_")
-"""Its key in ``trainer.options`` and ``Trainer(options={...})``: dashes become underscores."""
+{% set every_args = 'int, 1, "report every N epochs", min=1, name="' ~ option|replace("-", "_") ~ '_every"' %}
+{% if ("EVERY = trainhooks.Option(" ~ every_args ~ ")")|length <= 100 %}
+EVERY = trainhooks.Option({{ every_args }})
+{% elif (every_args|length + 4) <= 100 %}
+EVERY = trainhooks.Option(
+    {{ every_args }}
+)
+{% else %}
+EVERY = trainhooks.Option(
+    int,
+    1,
+    "report every N epochs",
+    min=1,
+    name="{{ option|replace("-", "_") }}_every",
+)
+{% endif %}
+"""The example setting, declared once: its flag, its options key, its check (``0`` or ``2.5``
+is refused with an error naming plugin, setting and value). ``on_fit_epoch_end`` reads it."""
+EVERY_FLAG = EVERY.flag
+"""``trainhooks fit {{ "--" ~ option }}-every N``."""
+EVERY_KEY = EVERY.key
+"""Its key in ``trainer.options`` and ``Trainer(options={EVERY_KEY: 2})``."""
 {% endif %}
 {% if "should_stop" in hooks %}
 
@@ -130,12 +148,12 @@ def _say(trainer: Trainer, message: str) -> None:
 {% endif %}
 {{ signature(hook) }}
 {% if hook == "add_options" %}
-    """Declare this plugin's options; ``trainhooks fit --help`` lists them.
+    """Declare this plugin's settings (``trainhooks.Option``); ``trainhooks fit --help`` lists them.
 
-    Read a value back in any hook as ``trainer.options[EVERY_KEY]``; from Python, pass
+    Read a value back in any hook as ``EVERY.value(trainer)``; from Python, pass
     ``Trainer(options={EVERY_KEY: 2})``. ``on_fit_epoch_end`` below reads this one.
     """
-    parser.add_option(EVERY_FLAG, type=int, default=1, help="report every N epochs")
+    EVERY.declare(parser)
 {% elif hook == "configure" %}
     """Runs once, when the trainer and its options exist: read options and prepare here."""
     _say(trainer, f"configured: {trainer.epochs} epochs, writing to {trainer.save_dir}")
@@ -149,8 +167,8 @@ def _say(trainer: Trainer, message: str) -> None:
     ``rank_zero_only=True``: in a distributed run only the process of global rank zero reports.
     """
 {% if "add_options" in hooks %}
-    if (trainer.epoch + 1) % trainer.options[EVERY_KEY]:
-        return  # not an epoch to report (EVERY_FLAG, declared in add_options)
+    if (trainer.epoch + 1) % EVERY.value(trainer):
+        return  # not an epoch to report (EVERY, declared in add_options)
 {% endif %}
     summary = "  ".join(f"{key}={value:.4g}" for key, value in sorted(trainer.metrics.items()))
     _say(trainer, f"epoch {trainer.epoch + 1}/{trainer.epochs}: {summary}")
@@ -190,7 +208,7 @@ def _say(trainer: Trainer, message: str) -> None:
     """Runs before ``loss.backward()``; ``loss`` is still attached to the graph."""
     if trainer.batch_idx == 0:
         _say(trainer, f"first backward of epoch {trainer.epoch + 1}: loss={loss.item():.4f}")
-{% elif hook in ["on_before_optimizer_step", "on_before_zero_grad"] %}
+{% elif hook in ["on_before_optimizer_step", "optimizer_step", "on_before_zero_grad"] %}
     """Runs for every training batch (per-batch hooks should be cheap)."""
     if trainer.batch_idx == 0:
         _say(trainer, f"{{ hook }}: lr={optimizer.param_groups[0]['lr']:.3g}")
@@ -198,6 +216,10 @@ def _say(trainer: Trainer, message: str) -> None:
     """Runs for every batch (per-batch hooks should be cheap); this example reports the first."""
     if batch_idx == 0:
         _say(trainer, "{{ hook }}: first batch")
+{% elif hook == "on_params_update" %}
+    """Runs after every optimizer step once the parameters are updated (e.g. for an EMA of them)."""
+    if trainer.batch_idx == 0:
+        _say(trainer, "on_params_update: parameters updated")
 {% elif hook == "on_after_backward" %}
     """Runs for every training batch once the gradients are ready."""
     if trainer.batch_idx == 0:
