@@ -312,11 +312,11 @@ def snapshot(obj: Any, _memo: dict[int, Any] | None = None) -> Any:
     """
     memo: dict[int, Any] = {} if _memo is None else _memo
     if isinstance(obj, torch.Tensor):
-        copied = memo.get(id(obj))
-        if copied is None:
-            copied = obj.detach().to("cpu", copy=True)
-            memo[id(obj)] = copied
-        return copied
+        tensor = memo.get(id(obj))
+        if tensor is None:
+            tensor = obj.detach().to("cpu", copy=True)
+            memo[id(obj)] = tensor
+        return tensor
     if isinstance(obj, dict):
         # A state_dict is an OrderedDict whose ``_metadata`` (module versions) load_state_dict reads.
         copied: dict[Any, Any] = OrderedDict() if isinstance(obj, OrderedDict) else {}
