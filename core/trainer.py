@@ -516,8 +516,9 @@ class Trainer:
                     break
             if not self._stop_requested:
                 self.stop_reason = f"completed {self.epochs} epochs"
+            self.flush_checkpoints()  # on_model_save before on_train_end; a write error is this run's error
             hooks.on_train_end()
-            self.flush_checkpoints()  # a background write's error is this run's error
+            self.flush_checkpoints()  # what on_train_end wrote in the background, if anything
         except BaseException as exc:
             failed = True
             if self._dist is not None:  # distributed: tell the other ranks who failed, first

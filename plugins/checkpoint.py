@@ -96,12 +96,12 @@ class ModelCheckpoint(trainhooks.Callback):
 
     def on_train_end(self, trainer: trainhooks.Trainer) -> None:
         if trainer.stopped_early and trainer.history:
-            self._save_last(trainer)
+            self._save_last(trainer, background=False)  # the run's end: nothing left to overlap with
 
-    def _save_last(self, trainer: trainhooks.Trainer) -> None:
+    def _save_last(self, trainer: trainhooks.Trainer, background: bool = True) -> None:
         if weights_are_finite(trainer.unwrapped_model):
             weights = self.weights_dir(trainer)
-            last = trainer.save_checkpoint(weights / "last.pt", background=True, previous=weights / "previous.pt")
+            last = trainer.save_checkpoint(weights / "last.pt", background=background, previous=weights / "previous.pt")
             trainer.log_artifact("last.pt", last)
 
     @trainhooks.hookimpl(trylast=True)
