@@ -61,7 +61,8 @@ import zipfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -339,11 +340,11 @@ class WriteJob:
     """One checkpoint on its way to disk."""
 
     path: Path
-    also: list[Path] = field(default_factory=list)
+    also: list[Path] = dataclass_field(default_factory=list)
     previous: Path | None = None
     global_step: int | None = None
     error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = dataclass_field(default_factory=threading.Event)
 
     @property
     def files(self) -> list[Path]:
@@ -446,7 +447,7 @@ class ResumeChoice:
 
     path: Path | None
     checkpoint: dict[str, Any] | None = None
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = dataclass_field(default_factory=list)
 
 
 def newest_good_checkpoint(weights_dir: str | os.PathLike[str]) -> ResumeChoice:
@@ -522,6 +523,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} has version {data.get('version')}; this trainhooks reads up to {VERSION}"
         )
+    validate_checkpoint(data, path)
     return data
 
 
@@ -561,19 +563,238 @@ def _first_line(text: str) -> str:
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The model ``state_dict`` of a trainhooks checkpoint, or of a bare ``state_dict`` file."""
+    """The model ``state_dict`` of a trainhooks checkpoint, or of a bare ``state_dict`` file.
+
+    :raises CheckpointError: as :func:`load_checkpoint`, and for weights holding NaN.
+    """
     path = Path(path)
+    if path.is_dir():
+        found = [
+            p for p in (path / "weights" / "best.pt", path / "best.pt", path / "weights" / "last.pt") if p.is_file()
+        ]
+        example = found[0] if found else path / "weights" / "best.pt"
+        raise CheckpointError(f"weights {path} is a directory, not a file; pass a checkpoint file, such as {example}")
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
     try:
-        return load_checkpoint(path)["model"]  # type: ignore[no-any-return]
+        state: dict[str, Any] = load_checkpoint(path)["model"]
     except CheckpointError as exc:
         if "not a trainhooks checkpoint" not in str(exc):
             raise
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
-        return data
-    raise CheckpointError(f"{path} holds neither a trainhooks checkpoint nor a model state_dict")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not (isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values())):
+            raise CheckpointError(f"{path} holds neither a trainhooks checkpoint nor a model state_dict") from None
+        state = data
+    check_finite_weights(state, path)
+    return state
+
+
+# ---------------------------------------------------------------------- schema (read side)
+def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Check a loaded checkpoint's fields against the schema above.
+
+    A file can be a well-formed zip with ``format: trainhooks.checkpoint`` and still be wrong
+    inside (edited by hand, written by a buggy script, from another tool): without this check
+    ``model`` as a list or ``epoch`` as ``"abc"`` surfaces later as a traceback far from the
+    file, and some wrong values (``epoch: -5``) would even be trained on silently. Fields that
+    older checkpoints lack are allowed to be missing; a field that is present must be right.
+
+    :raises CheckpointError: one message naming the file and the first wrong field.
+    """
+
+    def bad(field: str, expected: str, value: Any) -> CheckpointError:
+        if isinstance(value, torch.Tensor):
+            got = f"a {str(value.dtype).replace('torch.', '')} tensor of shape {tuple(value.shape)}"
+        else:
+            shown = repr(value)
+            got = f"{type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+        return CheckpointError(f"checkpoint {path} is malformed: field '{field}' must be {expected}, got {got}")
+
+    def mapping(field: str, value: Any, *, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, dict):
+            raise bad(field, "a dict" + (" or None" if optional else ""), value)
+
+    def count(field: str, value: Any, *, minimum: int = 0, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(field, f"an integer >= {minimum}" + (" or None" if optional else ""), value)
+        if value < minimum:
+            raise bad(field, f"an integer >= {minimum}", value)
+
+    def text(field: str, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            raise bad(field, "a string or None", value)
+
+    def flag(field: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise bad(field, "True or False", value)
+
+    def metric_dict(field: str, value: Any) -> None:
+        if not isinstance(value, dict):
+            raise bad(field, "a dict of metric name -> number", value)
+        for name, number in value.items():
+            if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, (int, float)):
+                raise bad(f"{field}.{name}", "a number under a string name", number)
+
+    def tensor(field: str, value: Any, dtypes: tuple[torch.dtype, ...], *, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        expected = f"{'an' if names.startswith('int') else 'a'} {names} tensor"
+        if not isinstance(value, torch.Tensor) or value.dtype not in dtypes:
+            raise bad(field, expected, value)
+
+    def rng(field: str, value: Any) -> None:
+        mapping(field, value)
+        if value.get("python") is not None:
+            state = value["python"]
+            if not isinstance(state, (tuple, list)) or len(state) != 3:
+                raise bad(f"{field}.python", "a (version, state, gauss) tuple", state)
+            if isinstance(state[1], torch.Tensor):
+                tensor(f"{field}.python[1]", state[1], (torch.int64,))
+            elif not isinstance(state[1], (tuple, list)):
+                raise bad(f"{field}.python[1]", "an int64 tensor", state[1])
+        tensor(f"{field}.torch", value.get("torch"), (torch.uint8,), optional=True)
+        tensor(f"{field}.loader", value.get("loader"), (torch.uint8,), optional=True)
+        cuda = value.get("cuda")
+        if cuda is not None:
+            if not isinstance(cuda, (list, tuple)):
+                raise bad(f"{field}.cuda", "a list of uint8 tensors", cuda)
+            for i, state in enumerate(cuda):
+                tensor(f"{field}.cuda[{i}]", state, (torch.uint8,))
+        np_state = value.get("numpy")
+        if np_state is not None:
+            mapping(f"{field}.numpy", np_state)
+            for key in ("name", "keys", "pos", "has_gauss", "cached_gaussian"):
+                if key not in np_state:
+                    raise CheckpointError(f"checkpoint {path} is malformed: field '{field}.numpy' has no {key!r} key")
+            tensor(f"{field}.numpy.keys", np_state["keys"], (torch.int64,))
+            count(f"{field}.numpy.pos", np_state["pos"])
+
+    model = ckpt.get("model")
+    if "model" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is malformed: it has no 'model' field")
+    if not isinstance(model, dict):
+        raise bad("model", "a state_dict (a dict of parameter name -> tensor)", model)
+    for key in model:  # values: tensors, or a module's extra state (any plain data)
+        if not isinstance(key, str):
+            raise bad("model", "a state_dict with string keys", key)
+    mapping("optimizer", ckpt.get("optimizer"), optional=True)
+    mapping("lr_scheduler", ckpt.get("lr_scheduler"), optional=True)
+    for field in ("epoch", "global_step"):
+        if field in ckpt:
+            count(field, ckpt[field])
+    if "epochs" in ckpt:
+        count("epochs", ckpt["epochs"], minimum=1, optional=True)
+    if "world_size" in ckpt:
+        count("world_size", ckpt["world_size"], minimum=1)
+    if "seed" in ckpt:
+        if isinstance(ckpt["seed"], bool) or not isinstance(ckpt["seed"], (int, type(None))):
+            raise bad("seed", "an integer or None", ckpt["seed"])
+    for field in ("epoch_completed", "stop_resumable"):
+        if field in ckpt:
+            flag(field, ckpt[field])
+    for field in ("stop_reason", "stopped_by"):
+        text(field, ckpt.get(field))
+    if "metrics" in ckpt:
+        metric_dict("metrics", ckpt["metrics"])
+    if "history" in ckpt:
+        history = ckpt["history"]
+        if not isinstance(history, list):
+            raise bad("history", "a list of per-epoch metric dicts", history)
+        for i, row in enumerate(history):
+            metric_dict(f"history[{i}]", row)
+    if ckpt.get("rng") is not None:
+        rng("rng", ckpt["rng"])
+    progress = ckpt.get("progress")
+    if progress is not None:
+        mapping("progress", progress)
+        for key in ("batches_done", "losses", "sizes", "rng_epoch_start"):
+            if key not in progress:
+                raise CheckpointError(
+                    f"checkpoint {path} is malformed: field 'progress' (a mid-epoch position) has no {key!r} key"
+                )
+        count("progress.batches_done", progress["batches_done"])
+        tensor("progress.losses", progress["losses"], (torch.float32, torch.float64, torch.float16, torch.bfloat16))
+        sizes = progress["sizes"]
+        if not isinstance(sizes, (list, tuple)) or any(isinstance(n, bool) or not isinstance(n, int) for n in sizes):
+            raise bad("progress.sizes", "a list of batch sizes", sizes)
+        if len(sizes) != progress["losses"].numel():
+            raise CheckpointError(
+                f"checkpoint {path} is malformed: field 'progress' holds {progress['losses'].numel()} losses "
+                f"but {len(sizes)} batch sizes"
+            )
+        rng("progress.rng_epoch_start", progress["rng_epoch_start"])
+        count("progress.batch_size", progress.get("batch_size"), minimum=1, optional=True)
+    if "plugins" in ckpt:
+        plugins = ckpt["plugins"]
+        if not isinstance(plugins, dict):
+            raise bad("plugins", "a dict of plugin name -> state dict", plugins)
+        for name, state in plugins.items():
+            if not isinstance(state, dict):
+                raise bad(f"plugins.{name}", "a dict (what the plugin's state_dict() returned)", state)
+
+
+def check_finite_weights(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse model weights holding NaN: training from them or evaluating them only yields NaN.
+
+    ``inf`` is left alone (attention masks legitimately hold ``-inf``). One pass over the
+    weights, once per load.
+
+    :raises CheckpointError: names the file, the first tensor with NaN and how many have them.
+    """
+    broken = [
+        key
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and bool(torch.isnan(value).any())
+    ]
+    if broken:
+        others = f" (and {len(broken) - 1} more of {len(state)} tensors)" if len(broken) > 1 else ""
+        raise CheckpointError(
+            f"checkpoint {path}: model weight {broken[0]!r}{others} holds NaN values; these weights cannot be "
+            "trained on or evaluated; use an earlier checkpoint"
+        )
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """``model.load_state_dict(state)``, or a CheckpointError listing the first differences.
+
+    torch's own message starts with ``Error(s) in loading state_dict for Sequential:`` and puts
+    the useful part (which keys are missing or unexpected, which shapes differ) on the lines
+    after it, which a one-line error would cut off.
+    """
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model ({type(model).__name__}): {describe_mismatch(model, state)}"
+        ) from exc
+
+
+def describe_mismatch(model: torch.nn.Module, state: dict[str, Any], limit: int = 3) -> str:
+    """The first few differences between ``model``'s state_dict and ``state``, on one line."""
+    expected = model.state_dict()
+    parts: list[str] = []
+
+    def listing(what: str, keys: list[str]) -> None:
+        if keys:
+            more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+            parts.append(f"{what} {', '.join(repr(k) for k in keys[:limit])}{more}")
+
+    shapes = [
+        f"{k!r} {tuple(state[k].shape)} vs the model's {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if shapes:
+        more = f" and {len(shapes) - limit} more" if len(shapes) > limit else ""
+        parts.append(f"shape of {'; '.join(shapes[:limit])}{more}")
+    listing("missing", [k for k in expected if k not in state])
+    listing("unexpected", [k for k in state if k not in expected])
+    return "; ".join(parts) or "the model refused its state_dict"
 
 
 def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> None:
@@ -590,7 +811,13 @@ def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> N
             continue
         loader = getattr(plugin, "load_state_dict", None)
         if callable(loader):
-            loader(state)
+            try:
+                loader(state)
+            except Exception as exc:  # a state this plugin version cannot read
+                raise CheckpointError(
+                    f"checkpoint {path}: plugin {name!r} cannot restore its state from field 'plugins.{name}': "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
     if orphans:
         active = ", ".join(r.name for r in host.active()) or "none"
         warnings.warn(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from trainhooks.errors import HookError
+from trainhooks.interrupts import is_user_interrupt
 from trainhooks.pluggy_compat import hookexec as pluggy_hookexec
 from trainhooks.pluggy_compat import is_traced
 
@@ -83,6 +84,16 @@ class HookProfile:
     def rows(self) -> list[HookStats]:
         """Slowest first."""
         return sorted(self.stats.values(), key=lambda s: s.total_ns, reverse=True)
+
+
+def _passes_through(exc: BaseException, trainer: Trainer) -> bool:
+    """An exception a hook caller re-raises unchanged: the user's Ctrl-C, GeneratorExit and the
+    like. A plugin's ``sys.exit()`` (SystemExit) or its own ``raise KeyboardInterrupt`` is not:
+    it becomes a HookError naming plugin and hook, so a failing plugin never ends a run with
+    exit status 0 and nothing said."""
+    if isinstance(exc, Exception) or isinstance(exc, SystemExit):
+        return False
+    return not isinstance(exc, KeyboardInterrupt) or is_user_interrupt(exc, trainer)
 
 
 def _group_name(impls: list[pluggy.HookImpl]) -> str:
@@ -159,8 +170,10 @@ class HookDispatcher:
         names = [i.plugin_name for i in impls]
         host = self._host
 
-        def fail(i: int, exc: Exception) -> None:
-            if isinstance(exc, HookError):
+        trainer = self._trainer
+
+        def fail(i: int, exc: BaseException) -> None:
+            if isinstance(exc, HookError) or _passes_through(exc, trainer):
                 raise exc
             if not host.is_critical(names[i]):
                 host.disable_after_failure(names[i], name, exc)
@@ -183,7 +196,9 @@ class HookDispatcher:
                 namespace[f"s{i}"] = profile.slot(impl.plugin_name, name)
                 lines.append("    t = clock()")
             failed = "r = fail" if firstresult or collect else "fail"
-            lines += ["    try:", f"        {call}", "    except Exception as e:", f"        {failed}({i}, e)"]
+            # BaseException: a plugin's sys.exit() or KeyboardInterrupt is its failure too (fail
+            # lets the user's Ctrl-C and GeneratorExit through unchanged).
+            lines += ["    try:", f"        {call}", "    except BaseException as e:", f"        {failed}({i}, e)"]
             if profile is not None:
                 lines += [f"    s{i}.total_ns += clock() - t", f"    s{i}.calls += 1"]
             if firstresult:
@@ -211,13 +226,13 @@ class HookDispatcher:
             tb = tb.tb_next
         return culprit
 
-    def _fallback_failed(self, name: str, exc: Exception) -> None:
+    def _fallback_failed(self, name: str, exc: BaseException) -> None:
         """A hook run by pluggy's caller raised: disable a non-critical culprit, else raise.
 
         pluggy's caller cannot go on past a failure, so after a non-critical plugin fails the
         call yields nothing (the caller returns its empty result).
         """
-        if isinstance(exc, HookError):
+        if isinstance(exc, HookError) or _passes_through(exc, self._trainer):
             raise exc
         culprit = self._culprit(exc, "?")
         if culprit != "?" and not self._host.is_critical(culprit):
@@ -237,7 +252,7 @@ class HookDispatcher:
                 kwargs["trainer"] = trainer
             try:
                 result = caller(**kwargs)
-            except Exception as exc:
+            except BaseException as exc:
                 self._fallback_failed(name, exc)
                 return [] if collect else None
             if firstresult:
@@ -287,7 +302,7 @@ class HookDispatcher:
             answered[0] = None
             try:
                 result = hookexec(name, chain, kwargs, True)
-            except Exception as exc:
+            except BaseException as exc:
                 self._fallback_failed(name, exc)
                 return None
             if result is None:
@@ -317,8 +332,8 @@ class HookDispatcher:
         def call() -> None:
             try:
                 caller.call_historic(kwargs={"trainer": trainer})
-            except Exception as exc:
-                if isinstance(exc, HookError):
+            except BaseException as exc:
+                if isinstance(exc, HookError) or _passes_through(exc, trainer):
                     raise
                 # Configuration errors stop the run even for non-critical plugins: they are the
                 # user's to fix before training, not failures during it.

@@ -168,7 +168,7 @@ class HookError(PluginError):
         # An installed third-party plugin is not the user's code: say how to run without it.
         hint = f"; '-p no:{plugin}' lets the run go on without it" if origin else ""
         super().__init__(
-            f"plugin {plugin!r}{where} failed in hook {hook!r}: {type(original).__name__}: {original}{hint}",
+            f"plugin {plugin!r}{where} failed in hook {hook!r}: {_describe(original)}{hint}",
             plugin=plugin,
         )
         self.hook = hook
@@ -178,6 +178,17 @@ class HookError(PluginError):
     def exit_code(self) -> int:  # type: ignore[override]
         """A plugin reporting bad configuration on purpose (a TrainhooksError) is a usage error."""
         return self.original.exit_code if isinstance(self.original, TrainhooksError) else 1
+
+
+def _describe(original: BaseException) -> str:
+    """``TypeError: ...``; a plugin's ``sys.exit()`` and ``raise KeyboardInterrupt`` said as what they are."""
+    if isinstance(original, SystemExit):
+        return (
+            f"it called sys.exit({original.code!r}); a plugin ends a run by raising an error or answering should_stop"
+        )
+    if isinstance(original, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt (nobody pressed Ctrl-C)"
+    return f"{type(original).__name__}: {original}"
 
 
 class ExportFormatError(ConfigError):
@@ -194,6 +205,13 @@ class ExportFormatError(ConfigError):
 
 class TaskError(ConfigError):
     """A ``--task`` that cannot be imported or does not return a usable task."""
+
+
+class NothingUsableError(TrainhooksError):
+    """Training produced nothing usable (no batch was trained on); the CLI exits with status 3,
+    so a scheduler or CI job can tell it from a finished run (0) and a failed one (1)."""
+
+    exit_code = 3
 
 
 class CheckpointError(TrainhooksError):

@@ -41,10 +41,12 @@ def installed_requirement() -> str:
     """
     from importlib import metadata
 
-    try:
-        raw = metadata.distribution("trainhooks").read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        return "trainhooks"
+    # The first record that has one: a source checkout's trainhooks.egg-info on sys.path (the
+    # current directory) carries no install record and must not hide the installed one.
+    raw = next(
+        (text for dist in metadata.distributions(name="trainhooks") if (text := dist.read_text("direct_url.json"))),
+        None,
+    )
     if not raw:
         return "trainhooks"
     try:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainhooks import amp, checkpointing, distributed, signals
+from trainhooks import amp, checkpointing, distributed, metric_values, signals
 from trainhooks.callbacks import FunctionCallback
 from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
@@ -47,6 +47,7 @@ from trainhooks.errors import (
     DistributedError,
     ExportFormatError,
     HookError,
+    NothingUsableError,
     PluginError,
     TrainhooksError,
 )
@@ -272,7 +273,9 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.batch_idx = 0
-        self.metrics: dict[str, float] = {}
+        self._metrics: metric_values.MetricDict = metric_values.MetricDict()
+        self._warned_metrics: set[str] = set()
+        self._metric_loggers: dict[str, str | None] = {}
         self.history: list[dict[str, float]] = []
         self.stop_reason: str | None = None
         self.stopped_by: str | None = None
@@ -403,12 +406,26 @@ class Trainer:
                 raise ConfigError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
             if self._in_batch_loop:
                 self._pending_metrics[name] = value.detach()
+                if name not in self._metric_loggers:  # once per name: who logs it, for warnings
+                    self._metric_loggers[name] = metric_values.logging_plugin(self.plugin_manager)
                 return
             value = value.item()
+        number = metric_values.check_number(name, value)  # one rule: numbers only (not "1e3", None)
+        metric_values.warn_non_finite(name, number, self.plugin_manager, self._warned_metrics)
         self._pending_metrics.pop(name, None)
-        self.metrics[name] = float(value)
+        self.metrics[name] = number
         if self._epoch_record is not None:  # logged after the epoch's history entry was made
-            self._epoch_record[name] = float(value)
+            self._epoch_record[name] = number
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The latest value of every metric. Writing a non-number into it (a string, None) is a
+        ConfigError at the write, naming the plugin whose hook wrote it."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, values: Any) -> None:
+        self._metrics = values if isinstance(values, metric_values.MetricDict) else metric_values.as_metric_dict(values)
 
     def log_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
         """Announce a file a plugin wrote (listed in the final summary and FitResult.artifacts)."""
@@ -416,7 +433,11 @@ class Trainer:
 
     def _flush_metrics(self) -> None:
         for name, value in self._pending_metrics.items():
-            self.metrics[name] = float(value.item())
+            number = float(value.item())
+            metric_values.warn_non_finite(
+                name, number, None, self._warned_metrics, plugin=self._metric_loggers.get(name)
+            )
+            self.metrics[name] = number
         self._pending_metrics.clear()
 
     def _make_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
@@ -642,6 +663,12 @@ class Trainer:
                 # naming the rank, never a raw gloo/nccl traceback.
                 raise self._dist.step_failure(exc) from exc
             raise
+        if not self._batches_done and not self._skipped:  # an iterable without len() that yields nothing
+            self._in_batch_loop = False
+            raise NothingUsableError(
+                f"training produced nothing usable: train_data yielded no batches in epoch {self.epoch + 1}; "
+                "check the data source"
+            )
         if not self.epoch_completed:
             # Cut short: validation (which draws from the RNG) still runs before the checkpoint,
             # so remember the random state where training will pick up again.
@@ -753,11 +780,17 @@ class Trainer:
         elif isinstance(value, bool):
             reason = f"stop requested by plugin {plugin!r}"
         else:
-            raise PluginError(
+            error = PluginError(
                 f"plugin {plugin!r}: should_stop must return None, a bool or a str reason, "
                 f"got {type(value).__name__} ({value!r})",
                 plugin=plugin,
             )
+            host = self.plugin_manager
+            if host.get_plugin(plugin) is not None and not host.is_critical(plugin):
+                # --non-critical covers a wrong answer like any other failure of the plugin.
+                host.disable_after_failure(plugin, "should_stop", error)
+                return False
+            raise error
         if not value:
             return False
         self._stop_requested = True
@@ -910,7 +943,14 @@ class Trainer:
                 "export needs an example input: pass example_input=..., or run fit/validate/predict first"
             )
         target = Path(path) if path is not None else self.save_dir / "weights" / f"model.{format}"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:  # before the exporter runs: one line instead of its OSError traceback
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {target.parent} for the export: {exc.strerror or exc}") from exc
+        if not os.access(target.parent, os.W_OK) or target.is_dir():
+            raise ConfigError(
+                f"cannot write the export to {target}: " + ("it is a directory" if target.is_dir() else "not writable")
+            )
         model = copy.deepcopy(self.unwrapped_model).cpu().eval()
         self.stage = "export"
         self.hooks.on_export_start(format)
@@ -944,7 +984,7 @@ class Trainer:
             if callable(getter):
                 try:
                     state = getter()
-                except Exception:
+                except (Exception, SystemExit):  # a plugin's sys.exit() must not end an emergency save
                     if fire_hooks:
                         raise
                     continue
@@ -1074,14 +1114,18 @@ class Trainer:
             checkpoint, or does not fit this model/optimizer; the message names the file.
         """
         checkpoint = checkpointing.load_checkpoint(path)
+        checkpointing.check_finite_weights(checkpoint["model"], path)
+        model = self.unwrapped_model
         try:
-            self.unwrapped_model.load_state_dict(checkpoint["model"])
+            model.load_state_dict(checkpoint["model"])
             if checkpoint.get("optimizer") is not None:
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
             if checkpoint.get("lr_scheduler") is not None and self.lr_scheduler is not None:
                 self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if first.startswith("Error(s) in loading state_dict"):  # the differences follow on other lines
+                first = checkpointing.describe_mismatch(model, checkpoint["model"])
             raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {first}") from exc
         if self._amp is not None:
             self._amp.load_state_dict(checkpoint.get("grad_scaler"))
@@ -1250,7 +1294,7 @@ class Trainer:
                 log.error("not writing an emergency checkpoint: the model's weights are not finite")
                 return
             checkpointing.atomic_save(self.state_checkpoint(fire_hooks=False), path)
-        except Exception as inner:
+        except (Exception, SystemExit) as inner:
             log.error("could not write an emergency checkpoint to %s: %s", path, inner)
             return
         self.log_artifact("emergency.pt", path)
@@ -1290,6 +1334,16 @@ class Trainer:
             raise ConfigError(f"cannot create save_dir {self.save_dir}: {exc.strerror or exc}") from exc
         if not os.access(self.save_dir, os.W_OK):
             raise ConfigError(f"save_dir {self.save_dir} is not writable")
+        # Checkpoints (the emergency one included) go to save_dir/weights/: find out now, not
+        # after the first epoch has trained, that they cannot.
+        weights = self.save_dir / "weights"
+        if weights.exists() and not weights.is_dir():
+            raise ConfigError(
+                f"{weights} is not a directory (a file is in the way): checkpoints are written into "
+                f"{weights}/; move the file or pick another --save-dir"
+            )
+        if weights.is_dir() and not os.access(weights, os.W_OK):
+            raise ConfigError(f"{weights} is not writable: checkpoints are written there")
 
     def _capture_example(self, batch: Any) -> None:
         x = _inputs(batch)
@@ -1300,6 +1354,11 @@ class Trainer:
     def _check_data(data: Any, what: str) -> None:
         if data is None or not isinstance(data, Iterable):
             raise ConfigError(f"{what} must be a DataLoader or another iterable of batches, got {type(data).__name__}")
+        if _safe_len(data) == 0:  # else "finished (0 steps)" with untrained weights saved as best.pt
+            dataset = getattr(data, "dataset", None)
+            size = _safe_len(dataset) if dataset is not None else None
+            detail = f" (its dataset has {size} samples)" if size is not None else ""
+            raise ConfigError(f"{what} has no batches{detail}: nothing to train or evaluate on; check the data source")
 
     def _on_exception(self, exc: BaseException) -> None:
         if getattr(exc, "_trainhooks_reported", False):

@@ -161,13 +161,35 @@ def test_error_in_on_exception_never_hides_the_original(make_trainer, loaders, c
     assert "secondary" in caplog.text
 
 
-def test_keyboard_interrupt_passes_through_after_on_exception(make_trainer, loaders) -> None:
+def test_a_plugins_own_keyboard_interrupt_is_its_failure(make_trainer, loaders) -> None:
+    """Nobody pressed Ctrl-C: the KeyboardInterrupt is the plugin's doing, named like any failure."""
+
     class CtrlC(trainhooks.Callback):
         def on_train_batch_start(self, trainer):
             raise KeyboardInterrupt
 
     rec = HookRecorder()
     trainer = make_trainer(callbacks=[CtrlC()], plugins=[rec])
+    with pytest.raises(
+        trainhooks.HookError, match="failed in hook 'on_train_batch_start': it raised KeyboardInterrupt"
+    ):
+        trainer.fit(*loaders)
+    assert isinstance(rec.first("on_exception").kwargs["exception"].original, KeyboardInterrupt)
+    assert rec.names()[-1] == "teardown"
+
+
+def test_the_users_ctrl_c_inside_a_hook_passes_through_after_on_exception(make_trainer, loaders) -> None:
+    """A real SIGINT, twice (the first stops gracefully, the second interrupts), inside a hook."""
+    import os
+    import signal
+
+    class Presser(trainhooks.Callback):
+        def on_train_batch_start(self, trainer):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    rec = HookRecorder()
+    trainer = make_trainer(callbacks=[Presser()], plugins=[rec])
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(*loaders)
     assert isinstance(rec.first("on_exception").kwargs["exception"], KeyboardInterrupt)

@@ -580,7 +580,7 @@ def test_installed_requirement_reads_pips_direct_url_record(tmp_path: Path, monk
         def read_text(self, name: str) -> str | None:
             return record.get(name)
 
-    monkeypatch.setattr(md, "distribution", lambda name: Dist())
+    monkeypatch.setattr(md, "distributions", lambda name: [Dist()])
     record["direct_url.json"] = json.dumps(
         {"url": "https://example.org/team/trainhooks.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}
     )

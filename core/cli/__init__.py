@@ -12,8 +12,9 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from trainhooks import interrupts
 from trainhooks.cli.args import RUN_COMMANDS, _command_of, build_parser, scan_plugin_flags, split_plugin_values
 from trainhooks.cli.render import _is_rank_zero, _rank_label, format_profile, hook_reference_markdown, summary_line
 from trainhooks.errors import HookError, TrainhooksError
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainhooks`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     handler = _log_to_stderr()
+    watching = interrupts.watch()  # a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
     saved_filters = warnings.filters[:]
     if not _is_rank_zero():  # under torchrun: a warning every rank would print, printed by rank 0
         from trainhooks.host import PluginDisabledWarning
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     finally:
+        interrupts.unwatch(watching)
         logging.getLogger("trainhooks").removeHandler(handler)
         warnings.filters[:] = saved_filters
 
@@ -92,8 +95,15 @@ def _main(argv: list[str]) -> int:
 
         enable, disable = scan_plugin_flags(argv)
         host = PluginHost()
-        host.load_plugins(enable=enable, disable=disable)
-        if command == "fit":  # a resume loads the plugins its run had (unless -p says otherwise)
+        helping = _asks_for_help(argv)
+        # --help always works: a plugin that cannot load is named (its options are missing),
+        # not raised; running the command still refuses it.
+        host.load_plugins(enable=enable, disable=disable, strict=not helping)
+        if helping:
+            for rec in host.records.values():
+                if rec.status == "error":
+                    print(f"trainhooks: note: {rec.reason} (its options are not listed below)", file=sys.stderr)
+        if command == "fit" and not helping:  # a resume loads the plugins its run had (unless -p says otherwise)
             from trainhooks.cli import resume
 
             typed, typed_save_dir = resume.resume_target(argv)
@@ -106,7 +116,7 @@ def _main(argv: list[str]) -> int:
         table = collect_options(host, reserved=CORE_OPTIONS)
     parser = build_parser(table)
     args = parser.parse_args(argv)
-    if command == "fit" and args.command == "fit" and table is not None and args.resume is not None:
+    if command == "fit" and args.command == "fit" and table is not None and args.resume is not None and not helping:
         if args.resume == "auto" and args.save_dir is None:
             args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
         flags = {dest: spec.flags for dest, spec in table.specs.items()}
@@ -114,6 +124,33 @@ def _main(argv: list[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    try:
+        return _run(args, host, table)
+    except SystemExit as exc:  # argparse is done: whatever exits now (a task, a plugin's setup) failed
+        raise _exit_error(exc, args.command) from exc
+
+
+def _asks_for_help(argv: list[str]) -> bool:
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg in ("-h", "--help"):
+            return True
+    return False
+
+
+def _exit_error(exc: SystemExit, command: str | None) -> TrainhooksError:
+    """A ``sys.exit()`` outside any hook (hooks report their own): a failure naming where it was called."""
+    tb, where = exc.__traceback__, ""
+    while tb is not None:
+        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return TrainhooksError(
+        f"sys.exit({exc.code!r}) was called{where} during 'trainhooks {command}'; the command did not finish"
+    )
+
+
+def _run(args: Any, host: PluginHost | None, table: OptionTable | None) -> int:
     if args.command == "plugins":
         from trainhooks.cli.plugins import _cmd_plugins
 

@@ -29,6 +29,8 @@ def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict
         if args.output is None:
             args.output = Path(args.weights).with_name(f"{Path(args.weights).stem}.{args.format}")
     trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    if args.output is None:  # it goes to save_dir/weights/: one line now rather than the exporter's traceback
+        trainer._ensure_save_dir()
     if trainer.example_input is None:
         # A task without example_input: trace with the first batch of its own data.
         for data in (task.predict_data, task.val_data, task.train_data):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainhooks.cli.render import format_profile, summary_line
+from trainhooks.cli.render import _rank_label, format_profile, summary_line
 from trainhooks.cli.runs import _make_trainer
 from trainhooks.host import PluginHost
 
@@ -43,6 +43,12 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
             # not restart the group under --max-restarts). See docs/fault-tolerance.md.
             return 0
         return code
+    from trainhooks.outcome import nothing_usable
+
+    unusable = nothing_usable(trainer, result)
+    if unusable is not None:  # a scheduler or CI job must not take this for a finished run
+        print(f"trainhooks: error: {_rank_label()}training produced nothing usable: {unusable}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -59,7 +59,7 @@ def _make_trainer(
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
-        from trainhooks.checkpointing import load_weights
+        from trainhooks.checkpointing import describe_mismatch, load_weights
 
         state = load_weights(args.weights)
         try:
@@ -67,8 +67,10 @@ def _make_trainer(
         except RuntimeError as exc:
             from trainhooks.errors import CheckpointError
 
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(f"weights {args.weights} do not fit the task's model: {first}") from exc
+            differences = describe_mismatch(trainer.unwrapped_model, state)  # torch's first line says none
+            raise CheckpointError(
+                f"checkpoint {args.weights} does not fit this model (the task's): {differences}"
+            ) from exc
     return trainer, task
 
 
