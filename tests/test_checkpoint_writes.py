@@ -75,7 +75,7 @@ def test_background_writes_fire_on_model_save_only_for_durable_files(make_traine
 def test_a_failed_background_write_surfaces_at_the_next_save(make_trainer, loaders) -> None:
     trainer = make_trainer(plugins=[ModelCheckpoint()], epochs=3)
     trainer.save_dir.mkdir(parents=True)
-    (trainer.save_dir / "weights").write_text("a file where the weights directory should be")
+    (trainer.save_dir / "weights" / "last.pt").mkdir(parents=True)  # renaming a file over it fails
     with pytest.raises(trainhooks.HookError) as info:
         trainer.fit(*loaders)
     # Epoch 1's write failed on the writer thread; epoch 2's save reports it.
@@ -87,7 +87,7 @@ def test_a_failed_background_write_surfaces_at_the_next_save(make_trainer, loade
 def test_a_failed_background_write_surfaces_when_training_ends(make_trainer, loaders) -> None:
     trainer = make_trainer(plugins=[ModelCheckpoint()], epochs=1)
     trainer.save_dir.mkdir(parents=True)
-    (trainer.save_dir / "weights").write_text("not a directory")
+    (trainer.save_dir / "weights" / "last.pt").mkdir(parents=True)
     with pytest.raises(CheckpointError, match=r"last\.pt"):
         trainer.fit(*loaders)
     assert not trainer.checkpoint_writer.pending
