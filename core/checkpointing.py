@@ -32,19 +32,37 @@ over the target: a crash mid-write leaves the previous file intact. When the sam
 wanted under several names (``last.pt`` and ``best.pt`` of an improving epoch) it is serialised
 once and the file copied (by the kernel, never through Python memory): each copy is its own file,
 so rewriting one in place can never change the other, as a hard link would.
+
+Writes behind training (:class:`CheckpointWriter`): the checkpoint is first *snapshotted* on the
+training thread (:func:`snapshot`: every tensor copied to the CPU, every container copied), so
+training can go on changing the weights; a background thread then serialises and writes the
+snapshot with :func:`atomic_save`. At most one write is in flight: the next save waits for the
+previous one. Whoever owns the writer (the Trainer) collects a finished write on its own thread:
+only then does ``on_model_save`` fire (the file is durable), and a failed write's error is raised
+there (at the next save, or when training ends), never lost. The thread is not a daemon, so a
+normal process exit waits for it; a SIGKILL mid-write leaves only a temporary file, which the
+next run removes: the file it was replacing is intact.
+
+File modes honour the umask (``0o666 & ~umask``, like ``open()``), not ``mkstemp``'s 0600, so
+teammates and a TensorBoard or web server running as another user can read the files.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import re
 import shutil
 import tempfile
+import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +131,21 @@ def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None 
         )
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str], *, also: Iterable[str | os.PathLike[str]] = ()) -> Path:
+def atomic_save(
+    obj: Any,
+    path: str | os.PathLike[str],
+    *,
+    also: Iterable[str | os.PathLike[str]] = (),
+    previous: str | os.PathLike[str] | None = None,
+) -> Path:
     """``torch.save`` to ``path`` via temp file + fsync + rename; returns the path.
 
     :param also: more paths that get the same checkpoint: serialised once, then each is an
         atomic copy of ``path`` (temp file + fsync + rename too).
+    :param previous: keep the file ``path`` held until now under this name (a hard link renamed
+        into place, so it costs no copy): when the new ``path`` turns out damaged, the one before
+        it is still there. Every step is a rename, so a crash between them leaves either name
+        holding a whole checkpoint.
     :raises CheckpointError: the directory is not writable or the disk is full; the previous
         file at each path (if any) is untouched and no temp file is left behind.
     """
@@ -130,6 +158,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, also: Iterable[str | 
             torch.save(obj, sink)  # type: ignore[arg-type]  # any object with write() works
             fh.flush()
             os.fsync(fh.fileno())
+        if previous is not None:
+            _keep_previous(path, Path(previous))
         os.replace(tmp, path)
     except BaseException as exc:
         _discard(tmp)
@@ -152,11 +182,60 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, also: Iterable[str | 
     return path
 
 
+def _keep_previous(path: Path, previous: Path) -> None:
+    """Make ``previous`` the file ``path`` is now (when there is one) without copying it."""
+    if not path.is_file():
+        return
+    link = previous.with_name(f".{previous.name}.{os.getpid()}.link.tmp")
+    _discard(str(link))
+    try:
+        os.link(path, link)
+    except OSError:  # no hard links on this file system: copy instead
+        _atomic_copy(path, previous)
+        return
+    os.replace(link, previous)
+
+
+def file_mode() -> int:
+    """The mode ``open()`` would give a new file: ``0o666`` less the process's umask."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Reading the umask without setting it: /proc on Linux; elsewhere set-and-restore (which is
+    # not thread-safe, hence only as the fallback).
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file_beside(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """``mkstemp`` next to ``path`` (same file system, so renaming it over ``path`` is atomic),
+    with the mode a plain ``open()`` would give (umask honoured) instead of mkstemp's 0600.
+
+    For plugins writing their own files atomically (``metrics.csv``): returns ``(fd, name)``.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())
+    except OSError:  # a file system without permissions (some network mounts): keep mkstemp's
+        pass
+    return fd, tmp
+
+
 def _temp_beside(path: Path) -> tuple[int, str]:
     """A new temporary file next to ``path`` (same file system, so the rename is atomic)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return temp_file_beside(path)
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
 
@@ -221,6 +300,182 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------- writes behind training
+def snapshot(obj: Any, _memo: dict[int, Any] | None = None) -> Any:
+    """A copy of a checkpoint that training can no longer change: tensors copied to the CPU
+    (a tensor that appears twice, such as tied weights, is copied once and stays shared),
+    dicts, lists and tuples copied, everything else (numbers, strings, None) as it is.
+
+    This is the only part of a background write that runs on the training thread: a memcpy of
+    the state, no serialisation, no file system.
+    """
+    memo: dict[int, Any] = {} if _memo is None else _memo
+    if isinstance(obj, torch.Tensor):
+        tensor = memo.get(id(obj))
+        if tensor is None:
+            tensor = obj.detach().to("cpu", copy=True)
+            memo[id(obj)] = tensor
+        return tensor
+    if isinstance(obj, dict):
+        # A state_dict is an OrderedDict whose ``_metadata`` (module versions) load_state_dict reads.
+        copied: dict[Any, Any] = OrderedDict() if isinstance(obj, OrderedDict) else {}
+        for key, value in obj.items():
+            copied[key] = snapshot(value, memo)
+        metadata = getattr(obj, "_metadata", None)
+        if metadata is not None:
+            copied._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
+        return copied
+    if isinstance(obj, list):
+        return [snapshot(v, memo) for v in obj]
+    if isinstance(obj, tuple):
+        items = [snapshot(v, memo) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    return obj
+
+
+@dataclass
+class WriteJob:
+    """One checkpoint on its way to disk."""
+
+    path: Path
+    also: list[Path] = dataclass_field(default_factory=list)
+    previous: Path | None = None
+    global_step: int | None = None
+    error: BaseException | None = None
+    done: threading.Event = dataclass_field(default_factory=threading.Event)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the write produces, ``path`` first."""
+        return [self.path, *(p for p in self.also if p != self.path)]
+
+
+class CheckpointWriter:
+    """Serialises and writes checkpoints on a background thread, one at a time.
+
+    The owner calls :meth:`submit` with a :func:`snapshot` (never the live state), and
+    :meth:`collect` on its own thread to learn that a write is durable (it then fires
+    ``on_model_save``) or failed (the error is raised there, once). :meth:`wait` blocks until
+    nothing is in flight, without raising: what signal handlers, the emergency checkpoint and a
+    resume call before they touch checkpoint files.
+    """
+
+    def __init__(self) -> None:
+        self._job: WriteJob | None = None
+        self._thread: threading.Thread | None = None
+        # step of the last durable write to each path: "does last.pt already hold this step?"
+        self.durable_steps: dict[Path, int] = {}
+
+    @property
+    def pending(self) -> bool:
+        """A write is in flight, or finished but not yet collected."""
+        return self._job is not None
+
+    def submit(
+        self,
+        checkpoint: dict[str, Any],
+        path: str | os.PathLike[str],
+        *,
+        also: Iterable[str | os.PathLike[str]] = (),
+        previous: str | os.PathLike[str] | None = None,
+        global_step: int | None = None,
+    ) -> WriteJob:
+        """Start writing ``checkpoint`` (already a snapshot) to ``path`` (and ``also``).
+
+        :raises RuntimeError: a previous write was not collected first (the owner's bug: at most
+            one write is in flight, and no outcome may go unreported).
+        """
+        if self._job is not None:
+            raise RuntimeError("CheckpointWriter.submit: collect() the previous write first")
+        job = WriteJob(
+            Path(path), [Path(p) for p in also], Path(previous) if previous is not None else None, global_step
+        )
+        # Not a daemon: a normal interpreter exit waits for the write to finish.
+        thread = threading.Thread(target=self._write, args=(checkpoint, job), name="trainhooks-checkpoint-writer")
+        self._job, self._thread = job, thread
+        thread.start()
+        return job
+
+    @staticmethod
+    def _write(checkpoint: dict[str, Any], job: WriteJob) -> None:
+        try:
+            atomic_save(checkpoint, job.path, also=job.also, previous=job.previous)
+        except BaseException as exc:  # reported on the owner's thread by collect()
+            job.error = exc
+        finally:
+            job.done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the write in flight (if any) has finished; True when none is left running.
+        Raises nothing: the outcome is reported by :meth:`collect`."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def collect(self, on_durable: Callable[[Path], None] | None = None) -> WriteJob | None:
+        """Wait for the write in flight and report it: ``on_durable(file)`` for each file it
+        wrote, or its error raised (a :class:`CheckpointError` naming the file). Each write is
+        reported once; None when there was nothing to report."""
+        job = self._job
+        if job is None:
+            return None
+        self.wait()
+        self._job, self._thread = None, None
+        if job.error is not None:
+            raise job.error
+        for written in job.files:
+            if job.global_step is not None:
+                self.durable_steps[written] = job.global_step
+        if on_durable is not None:
+            for written in job.files:
+                on_durable(written)
+        return job
+
+
+#: What ``resume="auto"`` considers in ``save_dir/weights``, in this order when equally new.
+RESUME_CANDIDATES = ("last.pt", "emergency.pt", "previous.pt")
+
+
+@dataclass
+class ResumeChoice:
+    """What ``resume="auto"`` found: the newest good checkpoint (or None: start fresh), and
+    the newer files it passed over, each with why."""
+
+    path: Path | None
+    checkpoint: dict[str, Any] | None = None
+    skipped: list[tuple[Path, str]] = dataclass_field(default_factory=list)
+
+
+def newest_good_checkpoint(weights_dir: str | os.PathLike[str]) -> ResumeChoice:
+    """The newest checkpoint in ``weights_dir`` that loads (``last.pt``, ``emergency.pt`` or
+    ``previous.pt``, newest first by modification time, ``last.pt`` first among equals).
+
+    A damaged ``last.pt`` is passed over for the one before it (``previous.pt``, which the
+    checkpoint plugin keeps): the choice says which files were skipped and why. None when
+    there is no good checkpoint at all (a run killed before its first save starts fresh).
+    """
+    weights = Path(weights_dir)
+    found: list[tuple[float, int, Path]] = []
+    for rank, name in enumerate(RESUME_CANDIDATES):
+        candidate = weights / name
+        try:
+            found.append((-candidate.stat().st_mtime, rank, candidate))
+        except OSError:
+            continue
+    choice = ResumeChoice(None)
+    for _, _, candidate in sorted(found):
+        try:
+            checkpoint = load_checkpoint(candidate)
+        except CheckpointError as exc:
+            choice.skipped.append((candidate, str(exc)))
+            continue
+        choice.path, choice.checkpoint = candidate, checkpoint
+        break
+    return choice
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -303,6 +303,11 @@ class Trainer:
         self._skipped = 0
         self._rng_at_cut: dict[str, Any] | None = None
         self.emergency_checkpoint: Path | None = None
+        # Background checkpoint writes (save_checkpoint(background=True)): one in flight at most.
+        self.checkpoint_writer = checkpointing.CheckpointWriter()
+        # Settings recorded in every checkpoint's "run" entry, so that a resume continues the same
+        # run; the CLI adds what only it knows (task, batch size, lr).
+        self.run_settings: dict[str, Any] = {}
 
         self.rank = distributed.env_int("RANK", 0)
         self.local_rank = distributed.env_int("LOCAL_RANK", 0)
@@ -462,7 +467,10 @@ class Trainer:
         :param val_data: validation batches, run after every epoch; optional.
         :param epochs: overrides the constructor's ``epochs``.
         :param resume: a checkpoint to continue from (model, optimizer, scheduler, counters,
-            plugin state).
+            plugin state), or ``"auto"``: the newest good checkpoint in ``save_dir/weights``
+            (``last.pt``; ``previous.pt`` when ``last.pt`` is damaged; a newer ``emergency.pt``),
+            or a fresh start when there is none. The same call then works after a restart
+            (torchrun ``--max-restarts``, SLURM requeue, a pod restart).
         :raises HookError: a plugin failed (``on_exception`` has fired); the original exception
             is its ``__cause__``.
         """
@@ -479,6 +487,8 @@ class Trainer:
         self.interrupted, self._resume_position = None, None
         self._first_step: int | None = None
         self._updating = False
+        if isinstance(resume, str) and resume == "auto":
+            resume = self._auto_resume()
         if resume is None:  # a fresh run: counters start over (resume restores them)
             self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
         self._train_data = train_data
@@ -527,7 +537,9 @@ class Trainer:
                     break
             if not self._stop_requested:
                 self.stop_reason = f"completed {self.epochs} epochs"
+            self.flush_checkpoints()  # on_model_save before on_train_end; a write error is this run's error
             hooks.on_train_end()
+            self.flush_checkpoints()  # what on_train_end wrote in the background, if anything
         except BaseException as exc:
             failed = True
             if self._dist is not None:  # distributed: tell the other ranks who failed, first
@@ -537,6 +549,8 @@ class Trainer:
                 self._emergency_checkpoint(exc)
             raise
         finally:
+            if failed:  # the write in flight still lands (or its error is reported) before teardown
+                self._flush_checkpoints_quietly()
             self._restore_signal_handlers()
             self._in_batch_loop = False
             self._epoch_record = None
@@ -1005,6 +1019,7 @@ class Trainer:
             "plugins": plugins,
             "world_size": self.world_size,
             "seed": self.seed,
+            "run": self._run_record(),
         }
         if not epoch_completed and self._epoch_rng_start is not None:
             losses = self._epoch_losses
@@ -1023,27 +1038,74 @@ class Trainer:
             self.hooks.on_save_checkpoint(checkpoint)
         return checkpoint
 
+    def _run_record(self) -> dict[str, Any]:
+        """The settings that make this run this run (see :attr:`run_settings`): what a resume
+        from the CLI reuses unless a flag overrides it. Plain values only (weights_only loads)."""
+        options = {k: v for k, v in self.options.items() if _plain(v)}
+        plugins = [r.name for r in self.plugin_manager.active() if r.source in ("builtin", "entrypoint", "module")]
+        record: dict[str, Any] = {
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "precision": self.precision,
+            "grad_clip_norm": self.grad_clip_norm,
+            "options": options,
+            "plugins": plugins,
+        }
+        record.update({k: v for k, v in self.run_settings.items() if _plain(v)})
+        return record
+
     def save_checkpoint(
         self,
         path: str | os.PathLike[str],
         *,
         epoch_completed: bool | None = None,
         also: Sequence[str | os.PathLike[str]] = (),
+        background: bool = False,
+        previous: str | os.PathLike[str] | None = None,
     ) -> Path:
         """Write a checkpoint atomically and fire ``on_model_save`` for each file; returns ``path``.
 
         :param also: more paths for the same checkpoint (``best.pt`` in an epoch that also
             writes ``last.pt``): built and serialised once, then copied, so ``on_save_checkpoint``
             fires once and ``on_model_save`` once per file.
-        :raises CheckpointError: the file cannot be written (the previous one is kept).
+        :param background: snapshot the state now (tensors copied) and serialise and write it on
+            a background thread while training goes on (the checkpoint plugin does). The call
+            returns before the file exists; ``on_model_save`` fires once it is durable, at the
+            next save or :meth:`flush_checkpoints` (which ``fit`` calls when training ends).
+        :param previous: keep the file ``path`` held until now under this name (the checkpoint
+            plugin keeps ``weights/previous.pt``, auto-resume's fallback).
+        :raises CheckpointError: the file cannot be written (the previous one is kept); for a
+            background write, raised by the next save or by :meth:`flush_checkpoints`.
         """
         others = [Path(p) for p in also]
-        written = checkpointing.atomic_save(self.state_checkpoint(epoch_completed=epoch_completed), path, also=others)
+        self.flush_checkpoints()  # at most one write in flight; an earlier write's error surfaces here
+        checkpoint = self.state_checkpoint(epoch_completed=epoch_completed)
+        if background:
+            self.checkpoint_writer.submit(
+                checkpointing.snapshot(checkpoint), path, also=others, previous=previous, global_step=self.global_step
+            )
+            return Path(path)
+        written = checkpointing.atomic_save(checkpoint, path, also=others, previous=previous)
+        self.checkpoint_writer.durable_steps.update({p: self.global_step for p in [written, *others]})
         self.hooks.on_model_save(written)
         for other in others:
             if other != written:
                 self.hooks.on_model_save(other)
         return written
+
+    def flush_checkpoints(self) -> None:
+        """Wait for a background checkpoint write; fire ``on_model_save`` for its files.
+
+        :raises CheckpointError: the write failed (the previous file is unchanged).
+        """
+        self.checkpoint_writer.collect(self.hooks.on_model_save)
+
+    def _flush_checkpoints_quietly(self) -> None:
+        """:meth:`flush_checkpoints` while handling another error: a failed write is logged."""
+        try:
+            self.checkpoint_writer.collect(self.hooks.on_model_save)
+        except Exception as exc:
+            log.error("a background checkpoint write failed too: %s", exc)
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Restore model, optimizer, scheduler, counters and plugin state; fires ``on_load_checkpoint``.
@@ -1075,9 +1137,30 @@ class Trainer:
         self.hooks.on_load_checkpoint(checkpoint)
         return checkpoint
 
+    def _auto_resume(self) -> Path | None:
+        """``fit(resume="auto")``: the newest good checkpoint in ``save_dir/weights``, or None."""
+        self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
+        choice = checkpointing.newest_good_checkpoint(self.save_dir / "weights")
+        for skipped, why in choice.skipped:
+            log.warning("not resuming from %s: %s", skipped, why)
+        if choice.path is None:
+            if self.verbose and self.is_global_zero:
+                print(f"No checkpoint in {self.save_dir / 'weights'}: starting a fresh run", flush=True)
+            return None
+        if choice.skipped:
+            log.warning("resuming from the previous good checkpoint, %s, instead", choice.path)
+        return choice.path
+
     def _resume(self, path: str | os.PathLike[str]) -> int:
         """Restore a checkpoint inside fit; returns the epoch to start at."""
+        self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
         checkpoint = self.load_checkpoint(path)
+        if self.is_global_zero:  # even when quiet: which file a run continues from is never noise
+            print(
+                f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, "
+                f"step {int(checkpoint.get('global_step', 0))})",
+                flush=True,
+            )
         stopped_by = checkpoint.get("stopped_by")
         resumable = stopped_by in (None, "signal") or checkpoint.get("stop_resumable", False)
         if checkpoint.get("stop_reason") and not resumable:
@@ -1193,6 +1276,14 @@ class Trainer:
         if isinstance(exc, CheckpointError) or isinstance(getattr(exc, "original", None), CheckpointError):
             return  # writing is what failed: do not try again
         path = self.save_dir / "weights" / "emergency.pt"
+        self._flush_checkpoints_quietly()  # never race a background write of last.pt
+        last = self.save_dir / "weights" / "last.pt"
+        if self.checkpoint_writer.durable_steps.get(last) == self.global_step and last.is_file():
+            log.error(
+                "training failed; %s holds the last step (%d): resume with --resume %s", last, self.global_step, last
+            )
+            self.emergency_checkpoint = last  # an emergency.pt would hold the same step
+            return
         try:
             finite = all(
                 bool(torch.isfinite(t).all())
@@ -1295,6 +1386,15 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"<Trainer model={type(self.unwrapped_model).__name__} epochs={self.epochs} save_dir={str(self.save_dir)!r}>"
+
+
+def _plain(value: Any) -> bool:
+    """A value ``torch.load(weights_only=True)`` reads back as it was."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
 
 
 RUN_FILES = ("metrics.csv", "results.png")

@@ -96,15 +96,19 @@ class ModelCheckpoint(trainhooks.Callback):
 
     def on_train_end(self, trainer: trainhooks.Trainer) -> None:
         if trainer.stopped_early and trainer.history:
-            self._save_last(trainer)
+            self._save_last(trainer, background=False)  # the run's end: nothing left to overlap with
 
-    def _save_last(self, trainer: trainhooks.Trainer) -> None:
+    def _save_last(self, trainer: trainhooks.Trainer, background: bool = True) -> None:
         if weights_are_finite(trainer.unwrapped_model):
-            trainer.log_artifact("last.pt", trainer.save_checkpoint(self.weights_dir(trainer) / "last.pt"))
+            weights = self.weights_dir(trainer)
+            last = trainer.save_checkpoint(weights / "last.pt", background=background, previous=weights / "previous.pt")
+            trainer.log_artifact("last.pt", last)
 
     @trainhooks.hookimpl(trylast=True)
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
         weights = self.weights_dir(trainer)
+        # The previous epoch's write may still be creating a file the top k is about to drop.
+        trainer.flush_checkpoints()
         if not weights_are_finite(trainer.unwrapped_model):
             warnings.warn(
                 f"checkpoint: the model's weights are not finite at epoch {trainer.epoch + 1}; "
@@ -122,7 +126,9 @@ class ModelCheckpoint(trainhooks.Callback):
         if top_k_file is not None:
             also.append(top_k_file)
         # One checkpoint, serialised once, copied to best.pt / epochN.pt when those are due too.
-        trainer.save_checkpoint(last, also=also)
+        # Behind training: snapshot now, serialise and write on a background thread; the last.pt
+        # before it stays as previous.pt (auto-resume's fallback when last.pt is damaged).
+        trainer.save_checkpoint(last, also=also, background=True, previous=weights / "previous.pt")
         trainer.log_artifact("last.pt", last)
         if improved:
             trainer.log_artifact("best.pt", best)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +114,9 @@ class CSVLogger(trainhooks.Callback):
         for i, metrics in enumerate(trainer.history):
             writer.writerow(self._row(header, i, metrics, trainer.name))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        from trainhooks.checkpointing import temp_file_beside  # (imports torch: not at plugin load)
+
+        fd, tmp = temp_file_beside(path)  # mode from the umask, not mkstemp's 0600: teammates can read it
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
                 fh.write(buf.getvalue())

@@ -304,7 +304,8 @@ def test_checkpoint_never_saves_non_finite_weights(make_trainer, loaders) -> Non
 def test_checkpoint_save_top_k_zero_keeps_only_last(make_trainer, loaders) -> None:
     trainer = make_trainer(plugins=[ModelCheckpoint(save_top_k=0)], epochs=2)
     trainer.fit(*loaders)
-    assert sorted(p.name for p in (trainer.save_dir / "weights").iterdir()) == ["last.pt"]
+    # previous.pt: the last.pt before this one, auto-resume's fallback (issue 14)
+    assert sorted(p.name for p in (trainer.save_dir / "weights").iterdir()) == ["last.pt", "previous.pt"]
 
 
 # --------------------------------------------------------------------------- csv

@@ -103,9 +103,24 @@ def _main(argv: list[str]) -> int:
             for rec in host.records.values():
                 if rec.status == "error":
                     print(f"trainhooks: note: {rec.reason} (its options are not listed below)", file=sys.stderr)
+        if command == "fit" and not helping:  # a resume loads the plugins its run had (unless -p says otherwise)
+            from trainhooks.cli import resume
+
+            typed, typed_save_dir = resume.resume_target(argv)
+            resume_path, checkpoint = resume.find_checkpoint(typed, typed_save_dir)
+            active = [r.name for r in host.active() if r.source in ("builtin", "entrypoint", "module")]
+            swap = resume.recorded_plugins(checkpoint, argv, enable, disable, active)
+            if swap is not None:
+                host = PluginHost()
+                host.load_plugins(enable=[*enable, *swap[0]], disable=[*disable, *swap[1]])
         table = collect_options(host, reserved=CORE_OPTIONS)
     parser = build_parser(table)
     args = parser.parse_args(argv)
+    if command == "fit" and args.command == "fit" and table is not None and args.resume is not None and not helping:
+        if args.resume == "auto" and args.save_dir is None:
+            args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
+        flags = {dest: spec.flags for dest, spec in table.specs.items()}
+        resume.apply_recorded(args, argv, checkpoint, resume_path, flags)
     if args.command is None:
         parser.print_help()
         return 0

@@ -93,7 +93,11 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         parser.add_argument("--lr", type=_positive_float, default=None, help="learning rate passed to the task")
         parser.add_argument("--name", default=None, help="run name (default: the save_dir's name)")
         parser.add_argument(
-            "--resume", type=Path, default=None, metavar="CHECKPOINT", help="continue from a checkpoint"
+            "--resume",
+            default=None,
+            metavar="CHECKPOINT|auto",
+            help="continue the run that wrote CHECKPOINT, with its recorded settings (flags given override them); "
+            "'auto': the newest good checkpoint in --save-dir (default runs/train), or a fresh start",
         )
         parser.add_argument(
             "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"
@@ -146,7 +150,10 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         )
     else:
         parser.add_argument(
-            "--weights", type=Path, required=True, help="checkpoint (last.pt/best.pt) or state_dict file"
+            "--weights",
+            type=Path,
+            default=None,
+            help="checkpoint (last.pt/best.pt) or state_dict file (default: best.pt of the latest runs/train* run)",
         )
 
 
@@ -218,7 +225,10 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
         help="export format: torchscript, onnx, or any other a plugin provides (default: torchscript)",
     )
     exp.add_argument(
-        "--output", type=Path, default=None, help="output file (default: <save-dir>/weights/model.<format>)"
+        "--output",
+        type=Path,
+        default=None,
+        help="output file (default: next to the weights, STEM.<format>; with --save-dir: <save-dir>/weights/model.<format>)",
     )
     _add_plugin_flag(exp)
 

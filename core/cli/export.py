@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
-from trainhooks.cli.runs import _make_trainer
+from trainhooks.cli.runs import _make_trainer, latest_best_weights
 from trainhooks.host import PluginHost
 
 
 def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+    # An unknown format is an error before the task (data, model) is loaded.
+    formats = sorted({fmt for found in host.hook.export_formats(trainer=None) for fmt in (found or ())})
+    if args.format not in formats:
+        from trainhooks.errors import ExportFormatError
+
+        raise ExportFormatError(args.format, formats)
+    if args.weights is None:
+        args.weights = latest_best_weights()
+        print(
+            f"trainhooks: using {args.weights} (best.pt of the latest run; --weights FILE to choose)", file=sys.stderr
+        )
+    if args.save_dir is None:  # export writes next to the weights, not into a new runs/exportN
+        weights_dir = Path(args.weights).parent
+        args.save_dir = weights_dir.parent if weights_dir.name == "weights" else weights_dir
+        if args.output is None:
+            args.output = Path(args.weights).with_name(f"{Path(args.weights).stem}.{args.format}")
     trainer, task = _make_trainer(args, host, plugin_options, training=False)
     if args.output is None:  # it goes to save_dir/weights/: one line now rather than the exporter's traceback
         trainer._ensure_save_dir()

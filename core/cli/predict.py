@@ -34,7 +34,14 @@ def _cmd_predict(args: argparse.Namespace, host: PluginHost, plugin_options: dic
 def _write_predictions(preds: Any, save_dir: Path) -> Path:
     import torch
 
-    if isinstance(preds, torch.Tensor) and preds.dim() == 2:
+    if isinstance(preds, torch.Tensor) and (preds.dim() == 1 or (preds.dim() == 2 and preds.shape[1] == 1)):
+        # One output per sample (regression): the values themselves, not a softmax over one column.
+        out = save_dir / "predictions.csv"
+        with out.open("w", encoding="utf-8") as fh:
+            fh.write("index,prediction\n")
+            for i, value in enumerate(preds.float().reshape(-1).tolist()):
+                fh.write(f"{i},{value!r}\n")
+    elif isinstance(preds, torch.Tensor) and preds.dim() == 2:
         probs = preds.float().softmax(dim=1)
         conf, label = probs.max(dim=1)
         out = save_dir / "predictions.csv"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,11 @@ def _make_trainer(
     params: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed}
     if training:
         params.update(lr=args.lr, epochs=args.epochs)
+    if not training and args.weights is None:
+        args.weights = latest_best_weights()
+        print(
+            f"trainhooks: using {args.weights} (best.pt of the latest run; --weights FILE to choose)", file=sys.stderr
+        )
     task = load_task(args.task, **params)
     # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
     run_dir = "train" if args.command == "fit" else args.command
@@ -47,6 +53,8 @@ def _make_trainer(
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
         **_distributed_args(args),
     )
+    if training:  # recorded in every checkpoint: --resume continues with the same task and data
+        trainer.run_settings.update(task=args.task, batch_size=args.batch_size, lr=args.lr)
     trainer.task_name = task.name
     if task.example_input is not None:
         trainer.example_input = task.example_input
@@ -66,6 +74,28 @@ def _make_trainer(
                 f"checkpoint {args.weights} does not fit this model (the task's): {differences}"
             ) from exc
     return trainer, task
+
+
+def latest_best_weights(runs: Path = Path("runs")) -> Path:
+    """``best.pt`` of the latest ``runs/train*`` run (the newest file): what ``validate``,
+    ``predict`` and ``export`` use without ``--weights``.
+
+    :raises ConfigError: there is none (names where it looked).
+    """
+    from trainhooks.errors import ConfigError
+
+    found = []
+    for candidate in runs.glob("train*/weights/best.pt"):
+        try:
+            found.append((candidate.stat().st_mtime, str(candidate), candidate))
+        except OSError:
+            continue
+    if not found:
+        raise ConfigError(
+            f"no --weights given and no {runs / 'train*' / 'weights' / 'best.pt'} to default to; "
+            "pass --weights FILE (a checkpoint or a state_dict file)"
+        )
+    return max(found)[2]
 
 
 def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:

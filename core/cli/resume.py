@@ -1,0 +1,132 @@
+"""``trainhooks fit --resume FILE|auto``: continue the run that wrote the checkpoint.
+
+Every checkpoint records its run's settings (``checkpoint["run"]``: task, epochs, seed, batch
+size, lr, precision, enabled plugins and plugin options). A resume takes them from there, so
+``trainhooks fit --resume runs/train/weights/last.pt`` with no other flag continues that very
+run; a flag given explicitly overrides its recorded value, and a line on stderr says so.
+
+``--resume auto`` looks in ``--save-dir`` (default ``runs/train``) for the newest good checkpoint
+(``last.pt``; ``previous.pt`` when ``last.pt`` is damaged; a newer ``emergency.pt``) and starts a
+fresh run when there is none: the same command line works under ``torchrun --max-restarts``,
+SLURM requeues and pod restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: argparse destination -> (flag, key in the checkpoint's "run" record)
+RECORDED = {
+    "task": ("--task", "task"),
+    "epochs": ("--epochs", "epochs"),
+    "seed": ("--seed", "seed"),
+    "batch_size": ("--batch-size", "batch_size"),
+    "lr": ("--lr", "lr"),
+    "precision": ("--precision", "precision"),
+}
+AUTO_SAVE_DIR = Path("runs") / "train"
+
+
+def given(argv: Sequence[str], flags: Sequence[str]) -> bool:
+    """Was any of ``flags`` typed on the command line (``--epochs 3`` or ``--epochs=3``)?"""
+    for arg in argv:
+        if arg == "--":
+            break
+        if any(arg == f or arg.startswith(f + "=") for f in flags):
+            return True
+    return False
+
+
+def resume_target(argv: Sequence[str]) -> tuple[str | None, Path | None]:
+    """``--resume`` and ``--save-dir`` as typed, read before the parser exists (the recorded
+    plugins decide which plugins load, and so which options the parser has)."""
+    found: dict[str, str] = {}
+    it = iter(argv)
+    for arg in it:
+        for flag in ("--resume", "--save-dir"):
+            if arg == flag:
+                found[flag] = next(it, "")
+            elif arg.startswith(flag + "="):
+                found[flag] = arg.split("=", 1)[1]
+    save_dir = found.get("--save-dir")
+    return found.get("--resume"), Path(save_dir) if save_dir else None
+
+
+def find_checkpoint(resume: str | None, save_dir: Path | None) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint a resume continues (and its contents), or (None, None) for a fresh start.
+
+    :raises CheckpointError: an explicit ``--resume FILE`` that is missing or damaged.
+    """
+    from trainhooks import checkpointing
+
+    if resume is None or resume == "":
+        return None, None
+    if resume == "auto":
+        weights = (save_dir or AUTO_SAVE_DIR) / "weights"
+        choice = checkpointing.newest_good_checkpoint(weights)
+        for skipped, why in choice.skipped:
+            print(f"trainhooks: not resuming from {skipped}: {why}", file=sys.stderr)
+        if choice.path is not None and choice.skipped:
+            print(f"trainhooks: resuming from the previous good checkpoint, {choice.path}, instead", file=sys.stderr)
+        return choice.path, choice.checkpoint
+    path = Path(resume)
+    return path, checkpointing.load_checkpoint(path)
+
+
+def recorded_plugins(
+    checkpoint: dict[str, Any] | None, argv: Sequence[str], enable: list[str], disable: list[str], active: list[str]
+) -> tuple[list[str], list[str]] | None:
+    """The ``-p`` lists that load the recorded run's plugins, or None to keep what is loaded
+    (no record, ``-p`` given on this command line, or the same plugins anyway)."""
+    run = (checkpoint or {}).get("run") or {}
+    recorded = run.get("plugins")
+    if not isinstance(recorded, list) or enable or disable:
+        return None
+    wanted = [str(n) for n in recorded]
+    if set(wanted) == set(active):
+        return None
+    return [n for n in wanted if n not in active], [n for n in active if n not in wanted]
+
+
+def apply_recorded(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    checkpoint: dict[str, Any] | None,
+    path: Path | None,
+    option_flags: dict[str, Sequence[str]],
+) -> None:
+    """Fill ``args`` from the checkpoint's run record where no flag was given; say which given
+    flags override a recorded value. ``option_flags``: plugin option destination -> its flags."""
+    # auto with nothing to resume stays "auto": fit(resume="auto") then starts fresh, and says so
+    args.resume = str(path) if path is not None else args.resume
+    if path is not None and args.save_dir is None and path.parent.name == "weights":
+        # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
+        args.save_dir = path.parent.parent
+    run = (checkpoint or {}).get("run") or {}
+    if not run:
+        return
+    overrides: list[str] = []
+    for dest, (flag, key) in RECORDED.items():
+        if key not in run:
+            continue
+        recorded = run[key]
+        if given(argv, [flag]):
+            if getattr(args, dest) != recorded and recorded is not None:
+                overrides.append(f"{flag} {getattr(args, dest)} overrides the recorded {recorded}")
+        else:
+            setattr(args, dest, recorded)
+    options = run.get("options") or {}
+    for dest, flags in option_flags.items():
+        if dest not in options or not hasattr(args, dest):
+            continue
+        if given(argv, flags):
+            if getattr(args, dest) != options[dest]:
+                overrides.append(f"{flags[0]} {getattr(args, dest)} overrides the recorded {options[dest]}")
+        else:
+            setattr(args, dest, options[dest])
+    for line in overrides:
+        print(f"trainhooks: {line}", file=sys.stderr)
