@@ -81,6 +81,9 @@ class RayReporter(trainhooks.Callback):
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.metrics.items()}
         metrics["epoch"] = trainer.epoch + 1
         metrics["global_step"] = trainer.global_step
+        # Checkpoints are written behind training: wait for this epoch's write, so that
+        # on_model_save has named its file before it is attached.
+        trainer.flush_checkpoints()
         newest, self._newest = self._newest, None
         staging = None
         checkpoint = None

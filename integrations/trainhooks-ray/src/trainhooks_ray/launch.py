@@ -84,10 +84,27 @@ def _worker_loop(config: dict[str, Any]) -> None:
         checkpoint.to_directory(staging)
         argv, _ = _take_option(argv, "--resume")
         argv += ["--resume", str(Path(staging) / CHECKPOINT_FILE)]
+    elif _restarted(config["marker"]) and "--resume" not in argv:
+        # Restarted before Ray held a checkpoint: continue from the save dir's own newest good
+        # checkpoint (or start fresh), instead of being refused as a second run into a used dir.
+        argv += ["--resume", "auto"]
     code = cli.main(["fit", *argv])
     if code != 0:
         rank = ray.train.get_context().get_world_rank()
         raise RuntimeError(f"rank {rank}: trainhooks fit {shlex.join(argv)} exited with code {code}")
+
+
+def _restarted(marker: str) -> bool:
+    """Whether this worker group is a restart: the first attempt's rank 0 leaves ``marker``."""
+    import ray.train
+
+    path = Path(marker)
+    if path.exists():
+        return True
+    if ray.train.get_context().get_world_rank() == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return False
 
 
 def run(
@@ -120,6 +137,9 @@ def run(
     save_dir = (Path(given_dir) if given_dir else _increment_dir(Path("runs") / "train")).resolve()
     argv = worker_argv(args, save_dir)
 
+    marker = save_dir / "ray" / ".attempted"
+    marker.unlink(missing_ok=True)  # a stale marker of an earlier launch is no restart
+
     import ray
     import torch
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -138,7 +158,7 @@ def run(
         )
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"argv": argv, "cwd": os.getcwd()},
+        train_loop_config={"argv": argv, "cwd": os.getcwd(), "marker": str(marker)},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=name or save_dir.name,
