@@ -76,7 +76,10 @@ class StepsSaved(trainhooks.Callback):
         self.saves: list[tuple[str, int]] = []
 
     def on_model_save(self, trainer: trainhooks.Trainer, path: Path) -> None:
-        self.saves.append((f"{path.parent.name}/{path.name}", trainer.global_step))
+        # Writes happen behind training: on_model_save fires once the file is durable, possibly
+        # some steps later, so the step is the one the file holds, not the trainer's current one.
+        step = torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+        self.saves.append((f"{path.parent.name}/{path.name}", int(step)))
 
 
 def test_best_by_val_loss_plus_every_n_steps_checkpoints_in_one_run(make_trainer, loaders, tmp_path) -> None:
