@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainhooks import amp, checkpointing, distributed, metric_values, signals
+from trainhooks import amp, checkpointing, distributed, metric_values, rundir, signals
+from trainhooks.batches import batch_size, loader_generator, model_inputs, safe_len, split_pair, to_device
 from trainhooks.callbacks import FunctionCallback
 from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
@@ -85,16 +86,6 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def _increment_dir(base: Path) -> Path:
-    """``runs/train``, then ``runs/train2``, ``runs/train3``... (the first that does not exist)."""
-    if not base.exists():
-        return base
-    n = 2
-    while (candidate := base.with_name(f"{base.name}{n}")).exists():
-        n += 1
-    return candidate
-
-
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,42 +96,6 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
     return resolved
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        moved = [_to_device(b, device) for b in batch]
-        return type(batch)(moved) if isinstance(batch, list) else tuple(moved)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
-def _batch_size(batch: Any) -> int:
-    # Called every step: exact-type checks first (isinstance on torch.Tensor and the Mapping ABC
-    # cost about 0.6 µs together); the general walk below handles everything else.
-    if type(batch) is list or type(batch) is tuple:
-        first = batch[0] if batch else None
-        if type(first) is torch.Tensor:
-            shape = first.shape
-            if shape:
-                return shape[0]
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, (list, tuple)) and batch:
-        return _batch_size(batch[0])
-    if isinstance(batch, Mapping) and batch:
-        return _batch_size(next(iter(batch.values())))
-    return 1
-
-
-def _inputs(batch: Any) -> Any:
-    """The model input of a batch: the first element of a pair, or the batch itself."""
-    if isinstance(batch, (list, tuple)):
-        return batch[0]
-    return batch
 
 
 class Trainer:
@@ -261,7 +216,7 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         self.epochs = epochs
         self.device = _resolve_device(device)
-        self.save_dir = Path(save_dir) if save_dir is not None else _increment_dir(Path("runs") / "train")
+        self.save_dir = Path(save_dir) if save_dir is not None else rundir.increment_dir(Path("runs") / "train")
         self.name = name or self.save_dir.name
         # What was trained, for trackers' 'task' tag: the CLI sets the --task name (None from the API).
         self.task_name: str | None = None
@@ -492,8 +447,8 @@ class Trainer:
         if resume is None:  # a fresh run: counters start over (resume restores them)
             self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
         self._train_data = train_data
-        self.num_train_batches = _safe_len(train_data)
-        self.num_val_batches = _safe_len(val_data) if val_data is not None else None
+        self.num_train_batches = safe_len(train_data)
+        self.num_val_batches = safe_len(val_data) if val_data is not None else None
         started = time.perf_counter()
         hooks = self.hooks
         start_epoch = 0
@@ -513,8 +468,8 @@ class Trainer:
                 start_epoch = self._resume(resume)
             if self._dist is not None:  # distributed: DDP wrapper, sharded loaders
                 train_data, val_data = self._dist.prepare(train_data, val_data)
-                self.num_train_batches = _safe_len(train_data)
-                self.num_val_batches = _safe_len(val_data) if val_data is not None else None
+                self.num_train_batches = safe_len(train_data)
+                self.num_val_batches = safe_len(val_data) if val_data is not None else None
             hooks.on_pretrain_routine_end()
             self._first_step = self.global_step
             self.epoch = start_epoch  # on_train_start sees the first epoch to run
@@ -584,7 +539,7 @@ class Trainer:
         agree = self._dist.agree_stop if self._dist is not None else None
         clip = self.grad_clip_norm
         params = [p for group in optimizer.param_groups for p in group["params"]] if clip else []
-        generator = _loader_generator(data)
+        generator = loader_generator(data)
         position, self._resume_position = self._resume_position, None
         if position is not None:  # resuming mid-epoch: the epoch's RNG as it was at its start
             self._restore_random_state(position["rng_epoch_start"], generator)
@@ -616,7 +571,7 @@ class Trainer:
             for batch_idx, batch in batches:
                 self.batch_idx = batch_idx
                 if move:
-                    batch = _to_device(batch, device)
+                    batch = to_device(batch, device)
                 if self.example_input is None:
                     self._capture_example(batch)
                 hooks.on_train_batch_start(batch, batch_idx)
@@ -639,7 +594,7 @@ class Trainer:
                 detached = loss.detach()
                 outputs["loss"] = detached
                 losses.append(detached)
-                sizes.append(_batch_size(batch))
+                sizes.append(batch_size(batch))
                 self._batches_done += 1
                 hooks.on_train_batch_end(batch, batch_idx, outputs)
                 answer = hooks.should_stop()
@@ -708,7 +663,7 @@ class Trainer:
             raise ConfigError("Trainer needs loss_fn=..., or a model with a training_step(batch) method")
 
         def default_step(batch: Any) -> dict[str, Any]:
-            x, y = _split_pair(batch)
+            x, y = split_pair(batch)
             preds = model(x)
             return {"loss": loss_fn(preds, y), "preds": preds}
 
@@ -809,7 +764,7 @@ class Trainer:
         """Run the validation loop once and return its metrics (``val/loss``, ``val/acc``, ...)."""
         self._check_data(data, "data")
         self.stage = "validate"
-        self.num_val_batches = _safe_len(data)
+        self.num_val_batches = safe_len(data)
         failed = False
         try:
             self.model.to(self.device)
@@ -840,16 +795,16 @@ class Trainer:
             with torch.inference_mode(), autocast:
                 for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
                     if move:
-                        batch = _to_device(batch, device)
+                        batch = to_device(batch, device)
                     if self.example_input is None:
                         self._capture_example(batch)
                     hooks.on_val_batch_start(batch, batch_idx)
-                    n = _batch_size(batch)
+                    n = batch_size(batch)
                     if custom is not None:
                         outputs = _as_metric_dict(custom(batch), type(self.unwrapped_model).__name__)
                         values = {k: v for k, v in outputs.items() if k != "preds"}
                     else:
-                        x, y = _split_pair(batch)
+                        x, y = split_pair(batch)
                         preds = model(x)
                         outputs = {"preds": preds}
                         values = {}
@@ -893,11 +848,11 @@ class Trainer:
             with torch.inference_mode():
                 for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
                     if move:
-                        batch = _to_device(batch, device)
+                        batch = to_device(batch, device)
                     if self.example_input is None:
                         self._capture_example(batch)
                     hooks.on_predict_batch_start(batch, batch_idx)
-                    out = custom(batch) if custom is not None else model(_inputs(batch))
+                    out = custom(batch) if custom is not None else model(model_inputs(batch))
                     hooks.on_predict_postprocess_end(batch, batch_idx, out)
                     results.append(out)
                     hooks.on_predict_batch_end(batch, batch_idx, out)
@@ -1013,7 +968,7 @@ class Trainer:
             "rng": (
                 self._rng_at_cut
                 if self._rng_at_cut is not None and not epoch_completed and not self._in_batch_loop
-                else checkpointing.capture_rng(_loader_generator(self._train_data))
+                else checkpointing.capture_rng(loader_generator(self._train_data))
             ),
             "progress": None,
             "plugins": plugins,
@@ -1191,7 +1146,7 @@ class Trainer:
                 self.seed,
                 int(saved_seed),
             )
-        generator = _loader_generator(self._train_data)
+        generator = loader_generator(self._train_data)
         if completed or not progress:
             start = self.epoch + 1 if completed else self.epoch
             if start >= self.epochs:
@@ -1310,15 +1265,15 @@ class Trainer:
         """
         problem = None
         if self.is_global_zero and resume is None:
-            previous = _previous_run_files(self.save_dir)
+            previous = rundir.previous_run_files(self.save_dir)
             if previous and self.overwrite:
                 for path in previous:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
-                log.warning("overwrite: deleted the previous run's %s in %s", _describe(previous), self.save_dir)
+                log.warning("overwrite: deleted the previous run's %s in %s", rundir.describe(previous), self.save_dir)
             elif previous:
                 problem = (
-                    f"save_dir {self.save_dir} already holds a run ({_describe(previous)}); "
+                    f"save_dir {self.save_dir} already holds a run ({rundir.describe(previous)}); "
                     "continue it with --resume auto (fit(resume='auto')), start over in it with --overwrite "
                     "(Trainer(overwrite=True)), or choose another --save-dir"
                 )
@@ -1328,25 +1283,10 @@ class Trainer:
             raise ConfigError(problem)
 
     def _ensure_save_dir(self) -> None:
-        try:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create save_dir {self.save_dir}: {exc.strerror or exc}") from exc
-        if not os.access(self.save_dir, os.W_OK):
-            raise ConfigError(f"save_dir {self.save_dir} is not writable")
-        # Checkpoints (the emergency one included) go to save_dir/weights/: find out now, not
-        # after the first epoch has trained, that they cannot.
-        weights = self.save_dir / "weights"
-        if weights.exists() and not weights.is_dir():
-            raise ConfigError(
-                f"{weights} is not a directory (a file is in the way): checkpoints are written into "
-                f"{weights}/; move the file or pick another --save-dir"
-            )
-        if weights.is_dir() and not os.access(weights, os.W_OK):
-            raise ConfigError(f"{weights} is not writable: checkpoints are written there")
+        rundir.ensure_save_dir(self.save_dir)
 
     def _capture_example(self, batch: Any) -> None:
-        x = _inputs(batch)
+        x = model_inputs(batch)
         if isinstance(x, torch.Tensor) and x.dim() > 0:
             self.example_input = x[:1].detach().cpu().clone()
 
@@ -1354,9 +1294,9 @@ class Trainer:
     def _check_data(data: Any, what: str) -> None:
         if data is None or not isinstance(data, Iterable):
             raise ConfigError(f"{what} must be a DataLoader or another iterable of batches, got {type(data).__name__}")
-        if _safe_len(data) == 0:  # else "finished (0 steps)" with untrained weights saved as best.pt
+        if safe_len(data) == 0:  # else "finished (0 steps)" with untrained weights saved as best.pt
             dataset = getattr(data, "dataset", None)
-            size = _safe_len(dataset) if dataset is not None else None
+            size = safe_len(dataset) if dataset is not None else None
             detail = f" (its dataset has {size} samples)" if size is not None else ""
             raise ConfigError(f"{what} has no batches{detail}: nothing to train or evaluate on; check the data source")
 
@@ -1395,51 +1335,6 @@ def _plain(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(_plain(v) for v in value)
     return False
-
-
-RUN_FILES = ("metrics.csv", "results.png")
-"""Files a run writes directly in ``save_dir`` (besides ``weights/*.pt``): their presence means a run was there."""
-
-
-def _previous_run_files(save_dir: Path) -> list[Path]:
-    """The files of an earlier run in ``save_dir``: checkpoints in ``weights/``, ``metrics.csv``, ``results.png``."""
-    found = [save_dir / name for name in RUN_FILES if (save_dir / name).is_file()]
-    weights = save_dir / "weights"
-    if weights.is_dir():
-        found.extend(sorted(p for p in weights.glob("*.pt") if p.is_file()))
-    return found
-
-
-def _describe(paths: Sequence[Path]) -> str:
-    names = [p.name if p.parent.name != "weights" else f"weights/{p.name}" for p in paths]
-    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-
-
-def _loader_generator(data: Any) -> torch.Generator | None:
-    """The generator a DataLoader's sampler shuffles with, if it has its own."""
-    sampler = getattr(data, "sampler", None)
-    generator = getattr(sampler, "generator", None)
-    if isinstance(generator, torch.Generator):
-        return generator
-    generator = getattr(data, "generator", None)
-    return generator if isinstance(generator, torch.Generator) else None
-
-
-def _safe_len(data: Any) -> int | None:
-    try:
-        return len(data)
-    except TypeError:
-        return None
-
-
-def _split_pair(batch: Any) -> tuple[Any, Any]:
-    if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise ConfigError(
-        f"the default step expects (inputs, targets) batches, got {type(batch).__name__}"
-        + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
-        + "; give the model a training_step(batch) (and validation_step) method for other batch formats"
-    )
 
 
 def _as_metric_dict(out: Any, owner: str) -> dict[str, Any]:

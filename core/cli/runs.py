@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def _make_trainer(
     args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any], *, training: bool
 ) -> tuple[Trainer, Any]:
+    from trainhooks.rundir import increment_dir
     from trainhooks.tasks import load_task
-    from trainhooks.trainer import Trainer, _increment_dir
+    from trainhooks.trainer import Trainer
 
     params: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed}
     if training:
@@ -35,7 +36,7 @@ def _make_trainer(
         # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
         save_dir = Path(resume).parent.parent
     else:
-        save_dir = args.save_dir or _increment_dir(Path("runs") / run_dir)
+        save_dir = args.save_dir or increment_dir(Path("runs") / run_dir)
     trainer = Trainer(
         task.model,
         loss_fn=task.loss_fn,
