@@ -260,7 +260,8 @@ class TrainEpoch:
             if not last:
                 continue
             self.optimizer_update()
-            outputs["loss"] = torch.stack(group).mean()
+            # a new dict: the micro-batch hook's outputs keep that micro-batch's own loss
+            outputs = {**outputs, "loss": torch.stack(group).mean()}
             group = []
             if self.after_step(batch, batch_idx, outputs):
                 return

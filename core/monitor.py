@@ -81,8 +81,18 @@ def mode_from_name(monitor: str) -> str | None:
 
 def logged_earlier(trainer: trainhooks.Trainer, metric: str) -> bool:
     """Did an earlier epoch log ``metric``? Then its absence now means "logged every few epochs"
-    (an epoch without it is skipped), not a misspelled name (an error)."""
-    return any(metric in row for row in trainer.history[:-1])
+    (an epoch without it is skipped), not a misspelled name (an error). A ``val/*`` metric in an
+    epoch that ``val_every_n_epochs`` does not validate counts the same, even before the first
+    validation: monitors skip that epoch."""
+    if any(metric in row for row in trainer.history[:-1]):
+        return True
+    return metric.startswith("val/") and not validates_this_epoch(trainer)
+
+
+def validates_this_epoch(trainer: trainhooks.Trainer) -> bool:
+    """Whether ``val_every_n_epochs`` has validation run at the end of the current epoch."""
+    every = getattr(trainer, "val_every_n_epochs", 1)
+    return every is not None and (trainer.epoch + 1) % every == 0
 
 
 @dataclass
@@ -166,4 +176,4 @@ class Monitor:
         self.improved = False
 
 
-__all__ = ["Monitor", "infer_mode", "logged_earlier", "mode_from_name"]
+__all__ = ["Monitor", "infer_mode", "logged_earlier", "mode_from_name", "validates_this_epoch"]

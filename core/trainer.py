@@ -358,9 +358,13 @@ class Trainer:
         self.dry_run = controls.dry_run
         self.deterministic = controls.deterministic
         self._compile = compile_arguments(controls.compile)
+        # torch.compile's own context (backend, mode, options) of a model passed already compiled
+        self._compile_context: Callable[[Any], Any] | None = None
         if _is_compiled(self.model):  # hooks and checkpoints see the original module
+            if self._compile is None:  # compiled again as the caller compiled it
+                self._compile_context = getattr(self.model, "dynamo_ctx", None)
+                self._compile = {}
             self.model = self.model._orig_mod  # type: ignore[assignment]
-            self._compile = self._compile if self._compile is not None else {}
 
     def _init_run_state(self) -> None:
         """Counters, metric log, stop state and position: what a fit changes."""
@@ -654,7 +658,17 @@ class Trainer:
             yield
             return
         model = self.unwrapped_model
-        model.compile(**self._compile)
+        call_impl = model._call_impl
+
+        # Not Module.compile (torch.compile of the bound _call_impl): dynamo skips that frame, as
+        # torch.nn's own, and compiles nothing. A function of ours is traced, inlining _call_impl.
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return call_impl(*args, **kwargs)
+
+        if self._compile_context is not None:  # a model passed compiled: its backend and options
+            model._compiled_call_impl = self._compile_context(call)
+        else:
+            model._compiled_call_impl = torch.compile(call, **self._compile)
         try:
             yield
         finally:
@@ -837,6 +851,7 @@ class Trainer:
                 f"cannot write the export to {target}: " + ("it is a directory" if target.is_dir() else "not writable")
             )
         model = copy.deepcopy(self.unwrapped_model).cpu().eval()
+        model._compiled_call_impl = None  # a copy taken during a compiled fit runs its own forward
         self.stage = "export"
         self.hooks.on_export_start(format)
         answer = self.hooks.export_model(model, format, target)

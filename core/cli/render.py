@@ -67,7 +67,8 @@ def summary_line(
     numbers = f"({plural(result.global_step, 'step')}, {result.duration_s:.1f}s)"
     head = f"Training {what} {where} {numbers}"
     lines = [head + "."]
-    if result.stopped_early:
+    # A stop says why; so does the run's own limit (max_steps) ending it before its epochs.
+    if result.stopped_early or (result.stop_reason and not result.stop_reason.startswith("completed ")):
         by = f" [{result.stopped_by}]" if result.stopped_by else ""
         reason = f"{result.stop_reason}{by}."
         one = f"{head}: {reason}"
