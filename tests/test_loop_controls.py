@@ -238,6 +238,17 @@ def test_a_stop_before_min_steps_is_deferred_until_the_step(make_trainer, caplog
     assert result.epochs_completed == 2  # step 8 is inside epoch 2
 
 
+def test_a_request_repeated_at_every_step_is_deferred_with_one_message(make_trainer, caplog) -> None:
+    class Always(trainhooks.Callback):
+        def should_stop(self) -> str:
+            return "always"
+
+    with caplog.at_level("WARNING", logger="trainhooks"):
+        result = make_trainer(callbacks=[Always()], min_steps=4, epochs=3).fit(*digits(n_train=96))
+    assert caplog.text.count("stop deferred") == 1
+    assert result.global_step == 4 and result.stop_reason == "always"
+
+
 def test_without_a_minimum_the_same_request_stops_at_once(make_trainer) -> None:
     result = make_trainer(callbacks=[StopAsked(at_step=1)], epochs=6).fit(*digits(n_train=160))
     assert result.global_step == 1 and result.stop_reason == "enough"
@@ -253,8 +264,16 @@ def test_val_every_n_epochs_validates_only_those_epochs(make_trainer) -> None:
 
 
 def test_monitors_of_val_loss_cope_with_epochs_without_validation(make_trainer, tmp_path) -> None:
+    model = tiny_model()
+    opt = sgd(model)
     trainer = make_trainer(
-        plugins=[ModelCheckpoint(), EarlyStopping(patience=1)], val_every_n_epochs=2, epochs=4, verbose=False
+        model=model,
+        optimizer=opt,
+        lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(opt),
+        plugins=[ModelCheckpoint(), EarlyStopping(patience=1), LRScheduler()],
+        val_every_n_epochs=2,
+        epochs=4,
+        verbose=False,
     )
     result = trainer.fit(*digits(n_train=64))
     assert result.epochs_completed == 4 and not result.stopped_early
