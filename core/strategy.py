@@ -86,6 +86,13 @@ class SingleProcess:
         """``obj`` as the deciding process (rank 0) has it: here, ``obj``."""
         return obj
 
+    def broadcast_tensors(self, tensors: list[torch.Tensor], what: str) -> None:
+        """Overwrite ``tensors`` in place with the deciding process's (rank 0): here, nothing to do.
+
+        For state a plugin keeps per rank that must be the same everywhere (the EMA of
+        BatchNorm statistics, which differ per rank between DDP's buffer broadcasts).
+        """
+
     def step_failure(self, exc: BaseException) -> BaseException:
         """The error to raise for a failure in the training step: here, the failure itself."""
         return exc
@@ -141,6 +148,15 @@ class DataParallel(SingleProcess):
 
     def agree(self, obj: Any, what: str) -> Any:
         return self.run.broadcast(obj, what)
+
+    def broadcast_tensors(self, tensors: list[torch.Tensor], what: str) -> None:
+        if not tensors:
+            return
+        import torch.distributed as dist
+
+        with self.run.collective(what), torch.no_grad():
+            for tensor in tensors:
+                dist.broadcast(tensor, src=0)
 
     def step_failure(self, exc: BaseException) -> BaseException:
         if isinstance(exc, TrainhooksError):
