@@ -14,7 +14,10 @@ itself implements the hooks and gets the lifecycle right once, for every tracker
 * tags: ``task``, ``trainhooks_version`` at the start, ``stop_reason`` at the end;
 * metrics: every epoch's final row (the ``on_log`` call with ``epoch_end`` true, after every
   ``on_fit_epoch_end``, so what any plugin logged there is included) at step = epoch number
-  (1-based, as in metrics.csv); and every ``log_every_n_steps`` steps the per-step values of
+  (1-based, as in metrics.csv). The row of an epoch cut short is logged at the end of the run
+  only if the run FINISHED (a ``should_stop`` or ``max_steps`` mid-epoch); after a signal or a
+  failure it is left out, because ``--resume`` trains the rest of that epoch and logs its real
+  row at the same step (a tracker cannot overwrite a logged point). And every ``log_every_n_steps`` steps the per-step values of
   ``on_log`` at step = ``trainer.global_step``, named with a ``_step`` suffix
   (``train/loss_step``) so they never mix with the epoch series of the same metric;
 * artifacts: the files the run announced (``trainer.log_artifact``: ``metrics.csv``,
@@ -173,6 +176,7 @@ class TrackerSink(Callback):
         self.run_id, self.resumed, self.status = None, False, None
         self._resume_id, self._error = None, None
         self._files: dict[str, Path] = {}
+        self._cut_row: tuple[dict[str, float], int] | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
         resume_id = self._resume_id
@@ -190,7 +194,13 @@ class TrackerSink(Callback):
         if self.run_id is None:
             return
         if epoch_end:  # the epoch's final row, logged at the epoch number (1-based)
-            self.log_metrics({k: float(v) for k, v in metrics.items()}, trainer.epoch + 1)
+            row = {k: float(v) for k, v in metrics.items()}
+            if not trainer.epoch_completed:
+                # Cut short (a signal, a stop mid-epoch): a resume trains the rest of this epoch
+                # and logs its real row at the same step, so this one waits for the end of the run.
+                self._cut_row = (row, trainer.epoch + 1)
+                return
+            self.log_metrics(row, trainer.epoch + 1)
             return
         named = {(k if k.endswith("_step") else f"{k}_step"): float(v) for k, v in metrics.items()}
         self.log_step_metrics(named, int(step))
@@ -213,6 +223,9 @@ class TrackerSink(Callback):
             return
         status = self.status or FAILED
         try:
+            cut, self._cut_row = getattr(self, "_cut_row", None), None
+            if cut is not None and status == FINISHED:  # a final stop mid-epoch: nothing resumes it
+                self.log_metrics(*cut)
             files: dict[str, Path] = {}
             for name, path in trainer.artifacts.items():
                 if Path(path).is_file() and not name.startswith("export:"):
