@@ -190,3 +190,55 @@ def test_cli_opt_in_task_tag_and_listing(tmp_path: Path, capsys: pytest.CaptureF
 
     assert cli.main(["fit", "--epochs", "1", "--save-dir", str(tmp_path / "plain"), "--quiet"]) == 0
     assert not (tmp_path / "plain" / "mlflow.db").exists()  # not enabled by default
+
+
+class StepLog:
+    """What on_log handed over during epochs: [(step, metrics)]."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, dict[str, float]]] = []
+
+    def on_log(self, trainer: trainhooks.Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        if not epoch_end:
+            self.steps.append((step, dict(metrics)))
+
+
+def test_per_step_series_and_a_resume_after_a_signal_without_duplicated_steps(tmp_path: Path) -> None:
+    train, val = tiny_digits()  # 3 batches per epoch: 9 steps in 3 epochs
+    save_dir = tmp_path / "run"
+    first, second = StepLog(), StepLog()
+    stopped = make_trainer(save_dir, callbacks=[SignalAt(), first], log_every_n_steps=2).fit(train, val)
+    assert (stopped.stopped_by, stopped.global_step) == ("signal", 4)  # epoch 2 cut short after its first step
+    client, run = only_run(sqlite_uri(save_dir))
+    assert run.info.status == "KILLED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")] == [2, 4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1]  # not the cut epoch
+
+    result = make_trainer(save_dir, callbacks=[second], log_every_n_steps=2).fit(
+        train, val, resume=save_dir / "weights" / "last.pt"
+    )
+    client, run = only_run(sqlite_uri(save_dir))
+    assert run.info.status == "FINISHED"
+    logged = first.steps + second.steps
+    assert [s for s, _ in logged] == [2, 4, 6, 8]
+    history = client.get_metric_history(run.info.run_id, "train/loss_step")
+    assert [m.step for m in history] == [2, 4, 6, 8]  # each step once, across the two processes
+    assert [m.value for m in history] == pytest.approx([m["train/loss"] for _, m in logged])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "lr_step")] == [2, 4, 6, 8]
+    # The epoch series is as without per-step logging: one point per epoch, step = epoch.
+    for key in ("train/loss", "val/loss", "val/acc", "lr"):
+        points = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in points] == [1, 2, 3], key
+        assert [m.value for m in points] == pytest.approx([h[key] for h in result.history]), key
+    assert not any(key.endswith("_step_step") for key in run.data.metrics)
+
+
+def test_a_final_stop_mid_epoch_logs_that_epoch_at_the_end(tmp_path: Path) -> None:
+    train, val = tiny_digits()
+    result = make_trainer(tmp_path / "run", max_steps=4).fit(train, val)
+    assert result.stopped_by != "signal" and result.global_step == 4
+    client, run = only_run(sqlite_uri(tmp_path / "run"))
+    assert run.info.status == "FINISHED"
+    points = client.get_metric_history(run.info.run_id, "val/loss")
+    assert [m.step for m in points] == [1, 2]  # epoch 2 ended after its first step, and nothing resumes it
+    assert [m.value for m in points] == pytest.approx([h["val/loss"] for h in result.history])
