@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from trainhooks import distributed
+from trainhooks.distributed import DistributedRun
 from trainhooks.errors import TrainhooksError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class SingleProcess:
     """One process: every call is a no-op or a local computation."""
 
     distributed = False
-    run: distributed.DistributedRun | None = None
+    run: DistributedRun | None = None  # (``distributed`` is a class attribute here, not the module)
 
     def prepare(self, train_data: Any, val_data: Any) -> tuple[Any, Any]:
         """The (train, val) data to iterate: as given."""
@@ -109,7 +110,9 @@ class DataParallel(SingleProcess):
 
     distributed = True
 
-    def __init__(self, run: distributed.DistributedRun) -> None:
+    run: DistributedRun
+
+    def __init__(self, run: DistributedRun) -> None:
         self.run = run
 
     def prepare(self, train_data: Any, val_data: Any) -> tuple[Any, Any]:
