@@ -242,3 +242,28 @@ def test_a_final_stop_mid_epoch_logs_that_epoch_at_the_end(tmp_path: Path) -> No
     points = client.get_metric_history(run.info.run_id, "val/loss")
     assert [m.step for m in points] == [1, 2]  # epoch 2 ended after its first step, and nothing resumes it
     assert [m.value for m in points] == pytest.approx([h["val/loss"] for h in result.history])
+
+
+class CrashAtStep:
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("power cut")
+
+
+def test_a_resume_from_an_older_checkpoint_does_not_log_the_run_s_points_again(tmp_path: Path) -> None:
+    train, val = tiny_digits()  # 3 steps per epoch; last.pt at each epoch end
+    save_dir = tmp_path / "run"
+    with pytest.raises(trainhooks.HookError):  # step 9 fails after step 8 was logged
+        make_trainer(save_dir, epochs=4, callbacks=[CrashAtStep(9)], log_every_n_steps=2).fit(train, val)
+    client, run = only_run(sqlite_uri(save_dir))
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")] == [2, 4, 6, 8]
+    assert torch.load(save_dir / "weights" / "last.pt", weights_only=True)["global_step"] == 6
+
+    make_trainer(save_dir, epochs=4, log_every_n_steps=2).fit(train, val, resume=save_dir / "weights" / "last.pt")
+    client, run = only_run(sqlite_uri(save_dir))
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")] == [2, 4, 6, 8, 10, 12]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3, 4]
