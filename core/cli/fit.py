@@ -44,9 +44,12 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
             else:
                 print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
         code = exit_code_for(trainer.interrupted)
-        if torchrun and code != PREEMPT_EXIT_CODE:
+        if torchrun and (code != PREEMPT_EXIT_CODE or not trainer.is_global_zero):
             # A graceful stop is a clean exit for torchrun: it reports no failed worker (and does
-            # not restart the group under --max-restarts). See docs/fault-tolerance.md.
+            # not restart the group under --max-restarts). The pre-emption status is rank 0's
+            # alone: a worker that exits non-zero makes the agent SIGTERM the others at once, and
+            # rank 0 may still be writing last.pt or printing the resume hint. See
+            # docs/fault-tolerance.md.
             return 0
         return code
     from trainhooks.outcome import nothing_usable
