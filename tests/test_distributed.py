@@ -156,13 +156,10 @@ def free_port() -> int:
 def gloo_group() -> Iterator[None]:
     """A real one-process gloo group, as a script would create before building a Trainer."""
     assert not dist.is_initialized()
-    dist.init_process_group(
-        "gloo",
-        rank=0,
-        world_size=1,
-        init_method=f"tcp://127.0.0.1:{free_port()}",
-        timeout=datetime.timedelta(seconds=30),
-    )
+    timeout = datetime.timedelta(seconds=30)
+    # The store binds port 0 itself: no free port guessed first that another process may take.
+    store = dist.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timeout)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1, timeout=timeout)
     try:
         yield
     finally:
