@@ -58,7 +58,7 @@ class Callback:
     constructor then takes them by name (or positionally, in declaration order) and checks
     them, plus ``name=``: the instance's registration name (its ``stopped_by`` name, its key in
     checkpoints, the name listings and errors show), which tells several instances of one class
-    apart. Without it the host names the instance (see :meth:`PluginHost.register`).
+    apart. Without it the plugin manager names the instance (see :meth:`PluginManager.register`).
     """
 
     default_enabled: bool = True

@@ -1,9 +1,13 @@
-"""The plugin host: a pluggy ``PluginManager`` that discovers, validates and orders plugins.
+"""The plugin manager: a ``pluggy.PluginManager`` subclass that discovers, validates and orders plugins.
+
+One name everywhere: the class :class:`PluginManager` (``trainhooks.PluginManager``), this module
+``trainhooks.plugin_manager``, and the trainer attribute ``trainer.plugin_manager``. The old names,
+class ``PluginHost`` and module ``trainhooks.host``, still work and are deprecated.
 
 What it adds to pluggy, and why:
 
 * **Discovery with governance.** Entry points of group ``trainhooks`` are read with
-  ``importlib.metadata``; each loads under its entry-point name, and the host remembers the
+  ``importlib.metadata``; each loads under its entry-point name, and the plugin manager remembers the
   distribution, version and file it came from (:class:`PluginRecord`). Built-in plugins are
   entry points of the ``trainhooks`` distribution itself and load the same way. ``-p NAME`` /
   ``-p no:NAME``, ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD`` and the ``TRAINHOOKS_PLUGINS`` allow-list
@@ -15,7 +19,7 @@ What it adds to pluggy, and why:
 * **Unmarked callbacks.** Objects passed as callbacks (Keras style) have every method named
   after a hook picked up without ``@hookimpl``.
 * **Deliberate order.** pluggy calls implementations last-registered-first; users expect list
-  order. The host keeps each hook's implementations so that they run tryfirst group, normal
+  order. The plugin manager keeps each hook's implementations so that they run tryfirst group, normal
   group, trylast group, each in registration order (wrappers likewise, outermost first).
 """
 
@@ -30,7 +34,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
@@ -64,7 +68,7 @@ class PluginDisabledWarning(UserWarning):
 
 @dataclass
 class PluginRecord:
-    """What the host knows about one plugin: where it came from and whether it runs."""
+    """What the plugin manager knows about one plugin: where it came from and whether it runs."""
 
     name: str
     source: Source
@@ -80,7 +84,7 @@ class PluginRecord:
     plugin: Any = field(default=None, repr=False, compare=False)
     hooks: list[str] = field(default_factory=list)
     options: list[Any] | None = field(default=None, repr=False, compare=False)
-    """The options its ``add_options`` declared (asked once per host)."""
+    """The options its ``add_options`` declared (asked once per plugin manager)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (``trainhooks plugins --json``)."""
@@ -281,8 +285,8 @@ def _instantiate(obj: Any) -> Any:
     return obj() if inspect.isclass(obj) else obj
 
 
-class PluginHost(pluggy.PluginManager):
-    """The trainhooks plugin manager. One per :class:`~trainhooks.Trainer`."""
+class PluginManager(pluggy.PluginManager):
+    """The trainhooks plugin manager (``trainer.plugin_manager``). One per :class:`~trainhooks.Trainer`."""
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT_NAME)
@@ -533,7 +537,7 @@ class PluginHost(pluggy.PluginManager):
             true unless ``TRAINHOOKS_DISABLE_PLUGIN_AUTOLOAD`` is set. Built-in plugins are
             part of trainhooks and load either way.
         :param defaults: when false, nothing loads unless named in ``enable`` (built-ins
-            included): a bare host for benchmarks and tests.
+            included): a bare plugin manager for benchmarks and tests.
         :param strict: raise the first load or validation error (``fit``); when false, errors
             are recorded and listing goes on (``trainhooks plugins``).
         :param replacements: API plugin objects; one that is an instance of an entry point's
@@ -544,7 +548,7 @@ class PluginHost(pluggy.PluginManager):
             (only with ``strict``).
         """
         if self._loaded:
-            raise PluginError("plugins are already loaded for this host")
+            raise PluginError("plugins are already loaded for this plugin manager")
         self._loaded = True
         enable = list(dict.fromkeys(enable))
         disable = list(dict.fromkeys(disable))
@@ -725,13 +729,53 @@ class PluginHost(pluggy.PluginManager):
         return None
 
 
+if TYPE_CHECKING:
+    PluginHost = PluginManager
+    """Deprecated name of :class:`PluginManager`."""
+
+# Modules through which the old name is reached on the way to the caller (see _warn_old_name).
+_ALIAS_MODULES = frozenset({__name__, "trainhooks", "trainhooks.host"})
+
+
+def _warn_old_name() -> None:
+    """A DeprecationWarning for ``PluginHost``, pointed at the code that asked for the old name.
+
+    trainhooks' own modules are not warned about: the few that still say ``PluginHost`` move to
+    the new name on their own schedule, and a user must not see a warning for code they did not
+    write (nor fail under ``-W error::DeprecationWarning`` merely by importing the trainer).
+    """
+    frame: Any = sys._getframe(1)  # walked back past __getattr__ and the shims to the asking code
+    level = 2
+    while frame is not None and (
+        frame.f_globals.get("__name__") in _ALIAS_MODULES or frame.f_code.co_filename.startswith("<frozen importlib")
+    ):
+        frame = frame.f_back
+        level += 1
+    caller = frame.f_globals.get("__name__", "") if frame is not None else ""
+    if isinstance(caller, str) and caller.startswith("trainhooks."):
+        return
+    warnings.warn(
+        "PluginHost is deprecated: use trainhooks.PluginManager (module trainhooks.plugin_manager)",
+        DeprecationWarning,
+        stacklevel=level,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the deprecated alias PluginHost, with a warning on each use.
+    if name == "PluginHost":
+        _warn_old_name()
+        return PluginManager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ALLOWLIST_ENV",
     "AUTOLOAD_ENV",
     "Decision",
     "EntryPointSpec",
     "PluginDisabledWarning",
-    "PluginHost",
+    "PluginManager",
     "PluginRecord",
     "PluginValidationError",
     "Switches",

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import trainhooks
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 from trainhooks.testing import HookRecorder
 
 
@@ -19,15 +19,15 @@ def test_misspelled_marked_hook_suggests_close_names() -> None:
         def on_epoch_end(self, trainer):
             pass
 
-    host = PluginHost()
+    plugin_manager = PluginManager()
     with pytest.raises(trainhooks.UnknownHookError) as info:
-        host.register(Typo(), "typo")
+        plugin_manager.register(Typo(), "typo")
     msg = str(info.value)
     assert "'typo'" in msg and "'on_epoch_end'" in msg
     assert "did you mean on_fit_epoch_end / on_train_epoch_end?" in msg
     assert info.value.plugin == "typo" and info.value.hook == "on_epoch_end"
-    assert host.get_plugin("typo") is None and not host.has_plugin("typo")
-    assert host.call_order("on_train_epoch_end") == []
+    assert plugin_manager.get_plugin("typo") is None and not plugin_manager.has_plugin("typo")
+    assert plugin_manager.call_order("on_train_epoch_end") == []
 
 
 def test_misspelled_callback_method_is_an_error_not_silence(make_trainer) -> None:
@@ -102,14 +102,14 @@ def test_argument_not_in_spec_names_plugin_hook_and_argument() -> None:
         def on_train_batch_end(self, trainer, batch, batch_index):
             pass
 
-    host = PluginHost()
+    plugin_manager = PluginManager()
     with pytest.raises(trainhooks.HookArgumentError) as info:
-        host.register(Bad(), "bad")
+        plugin_manager.register(Bad(), "bad")
     msg = str(info.value)
     assert "'bad'" in msg and "'batch_index'" in msg and "on_train_batch_end" in msg
     assert "did you mean batch_idx" in msg and "trainer, batch, batch_idx, outputs" in msg
     assert info.value.argument == "batch_index"
-    assert not host.has_plugin("bad")
+    assert not plugin_manager.has_plugin("bad")
 
 
 def test_callback_function_with_wrong_arguments(make_trainer) -> None:

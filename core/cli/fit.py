@@ -10,11 +10,11 @@ from typing import Any
 
 from trainhooks.cli.render import _rank_label, format_profile, summary_line
 from trainhooks.cli.runs import _make_trainer
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
-def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
-    trainer, task = _make_trainer(args, host, plugin_options, training=True)
+def _cmd_fit(args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=True)
     if task.train_data is None:
         from trainhooks.errors import TaskError
 
