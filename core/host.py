@@ -9,9 +9,13 @@ here, and ``PluginHost`` is :class:`~trainhooks.plugin_manager.PluginManager` it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainhooks import plugin_manager as _plugin_manager
+
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ forwards (and warns for PluginHost)
+    from trainhooks.plugin_manager import *  # noqa: F403
+    from trainhooks.plugin_manager import PluginManager as PluginHost  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pluggy
 
@@ -730,7 +730,7 @@ class PluginManager(pluggy.PluginManager):
 
 
 if TYPE_CHECKING:
-    PluginHost = PluginManager
+    PluginHost: TypeAlias = PluginManager
     """Deprecated name of :class:`PluginManager`."""
 
 # Modules through which the old name is reached on the way to the caller (see _warn_old_name).
