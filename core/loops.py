@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainhooks import checkpointing, resume, step, strategy
-from trainhooks.batches import batch_size, loader_generator, safe_len, to_device
+from trainhooks.batches import batch_size, loader_generator, safe_len, sample_count, to_device
 from trainhooks.data import fast_batches
 from trainhooks.errors import NothingUsableError
 
@@ -87,6 +87,9 @@ class FitLoop:
         self.train_data, self.val_data = t.strategy.prepare(self.train_data, self.val_data)
         t.num_train_batches = safe_len(self.train_data)
         t.num_val_batches = safe_len(self.val_data) if self.val_data is not None else None
+        # Samples per epoch on this rank (None: the data does not say); Trainer declares them.
+        t.num_train_samples = sample_count(self.train_data)  # type: ignore[attr-defined]
+        t.num_val_samples = sample_count(self.val_data) if self.val_data is not None else None  # type: ignore[attr-defined]
         hooks.on_pretrain_routine_end()
         t._first_step = t.global_step
         t.epoch = start_epoch  # on_train_start sees the first epoch to run
