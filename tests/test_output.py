@@ -56,6 +56,12 @@ def test_summary_gives_samples_and_falls_back_to_batches_saying_so(make_trainer,
     assert line(iter(as_lists[0]), None) == "data: ? train batches"  # a generator: no length at all
 
 
+def test_summary_samples_count_what_the_batch_limits_take(make_trainer, loaders) -> None:
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], epochs=1, limit_train_batches=2, limit_val_batches=1).fit(*loaders)
+    assert out.getvalue().splitlines()[0].split(" | ")[1] == "data: 64 train, 32 val samples"  # batches of 32
+
+
 def test_summary_data_line_and_sample_counts() -> None:
     assert data_line(1, None, 1, None) == "data: 1 train sample"
     assert data_line(3, 1, None, None) == "data: 3 train, 1 val batch"
