@@ -1,19 +1,22 @@
-"""``summary``: two lines at the start of ``fit`` saying what is about to be trained, and how.
+"""``summary``: two lines at the start of ``fit`` saying what is about to be trained, how, and where to.
 
 Default on; silent under ``--quiet`` (``Trainer(verbose=False)``) and on every rank but zero::
 
     Model Sequential: 1,210 parameters (all trainable), 4.7 KiB | data: 1,437 train, 360 val samples | cpu, precision 32
-    Plugins: checkpoint, csv, lr, nan_guard, onnx, plot, progress, summary, torchscript
+    Plugins: checkpoint, csv, lr, nan_guard, onnx, plot, progress, summary, torchscript | save dir: runs/train
 
 It prints in ``on_train_start``, after a resume and after the distributed set-up, so the
 device, the data sizes (samples per epoch, this rank's share under torchrun; batches for data
-that does not say its samples) and the plugin list are the ones the run uses. Counting parameters reads no tensor values: no device sync.
+that does not say its samples), the plugin list and the save dir (``runs/train2`` when the
+default is taken) are the ones the run uses. Counting parameters reads no tensor values: no
+device sync.
 """
 
 from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any, TextIO
 
 import trainhooks
@@ -80,6 +83,18 @@ def data_line(
     return "data: " + ", ".join(f"{value} {name} {noun(n, unit)}" for value, (name, n, unit) in zip(shown, parts))
 
 
+def save_dir_text(trainer: trainhooks.Trainer) -> str:
+    """Where the run writes: relative to the working directory when inside it (``runs/train2``),
+    else the full path; a dry run keeps nothing."""
+    if getattr(trainer, "dry_run", False):
+        return "none kept (dry run)"
+    path = Path(trainer.save_dir)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
     """The lines :class:`Summary` prints; each fits in ``width`` columns (plugin names wrap)."""
     precision = PRECISION_NAMES.get(str(trainer.precision), f"precision {trainer.precision}")
@@ -105,6 +120,7 @@ def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
     text = "Plugins: " + (", ".join(plugins) or "none")
     if callbacks:
         text += f"; callbacks: {', '.join(callbacks)}"
+    text += f" | save dir: {save_dir_text(trainer)}"
     lines += textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False)
     return lines
 
@@ -124,4 +140,4 @@ class Summary(trainhooks.Callback):
         print("\n".join(summary_lines(trainer)), file=out, flush=True)
 
 
-__all__ = ["Summary", "count", "data_line", "model_line", "size", "summary_lines"]
+__all__ = ["Summary", "count", "data_line", "model_line", "save_dir_text", "size", "summary_lines"]

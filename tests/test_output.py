@@ -29,7 +29,7 @@ def test_summary_names_parameters_size_data_device_precision_and_plugins(make_tr
     assert lines[0] == (
         "Model Sequential: 1,210 parameters (186 trainable), 4.7 KiB | data: 96 train, 64 val samples | cpu, precision 32"
     )
-    assert lines[1] == "Plugins: Summary, csv; callbacks: Callback"
+    assert lines[1] == f"Plugins: Summary, csv; callbacks: Callback | save dir: {trainer.save_dir}"  # not under cwd
     assert all(len(line) <= 120 for line in lines)
 
 
@@ -54,6 +54,18 @@ def test_summary_gives_samples_and_falls_back_to_batches_saying_so(make_trainer,
     assert line(*as_lists) == "data: 3 train, 2 val batches"
     assert line(train, as_lists[1]) == "data: 96 train samples, 2 val batches"
     assert line(iter(as_lists[0]), None) == "data: ? train batches"  # a generator: no length at all
+
+
+def test_summary_save_dir_is_relative_inside_the_working_directory(
+    make_trainer, loaders, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], epochs=1, save_dir=tmp_path / "runs" / "mine").fit(*loaders)
+    assert out.getvalue().splitlines()[1].endswith(" | save dir: runs/mine")
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], dry_run=True).fit(*loaders)
+    assert out.getvalue().splitlines()[1].endswith(" | save dir: none kept (dry run)")
 
 
 def test_summary_samples_count_what_the_batch_limits_take(make_trainer, loaders) -> None:
