@@ -26,9 +26,10 @@ def _cmd_fit(args: argparse.Namespace, plugin_manager: PluginManager, plugin_opt
     if trainer.interrupted:
         from trainhooks.signals import PREEMPT_EXIT_CODE, exit_code_for
 
-        last = trainer.save_dir / "weights" / "last.pt"
+        # The file the checkpoint plugin announced (trainer.log_artifact), not a path guessed here.
+        last = trainer.artifacts.get("last.pt") or trainer.emergency_checkpoint
         torchrun = "TORCHELASTIC_RUN_ID" in os.environ
-        if last.exists() and trainer.is_global_zero:
+        if last is not None and Path(last).exists() and trainer.is_global_zero:
             if torchrun:  # a worker cannot see torchrun's own arguments
                 print(
                     f"Resume with: the same torchrun command, with --resume {last} (or --resume auto)",
