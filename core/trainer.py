@@ -620,7 +620,14 @@ class Trainer:
         save_dir that is deleted afterwards, to check a task and its plugins end to end."""
         if resume is not None:
             raise ConfigError("dry_run checks a task from scratch: it does not resume (drop --resume or --dry-run)")
-        names = ("save_dir", "epochs", "limit_train_batches", "limit_val_batches", "max_steps", "min_epochs")
+        names: tuple[str, ...] = (
+            "save_dir",
+            "epochs",
+            "limit_train_batches",
+            "limit_val_batches",
+            "max_steps",
+            "min_epochs",
+        )
         names += ("min_steps", "val_every_n_epochs", "val_every_n_steps")
         kept = {n: getattr(self, n) for n in names}
         with tempfile.TemporaryDirectory(prefix="trainhooks-dry-run-") as tmp:

@@ -55,9 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except TrainhooksError as exc:
         distributed_error = type(exc).__name__ == "DistributedError"
-        cause = getattr(exc, "original", None) if distributed_error else None
-        if cause is not None and not isinstance(cause, TrainhooksError):  # this rank's own step failed
-            print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        original: BaseException | None = getattr(exc, "original", None) if distributed_error else None
+        if original is not None and not isinstance(original, TrainhooksError):  # this rank's own step failed
+            print(
+                "".join(traceback.format_exception(type(original), original, original.__traceback__)),
+                file=sys.stderr,
+                end="",
+            )
         label = "" if distributed_error else _rank_label()  # it names its rank
         print(f"trainhooks: error: {label}{exc}", file=sys.stderr)
         return exc.exit_code
@@ -70,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         interrupts.unwatch(watching)
         logging.getLogger("trainhooks").removeHandler(handler)
-        warnings.filters[:] = saved_filters
+        warnings.filters[:] = saved_filters  # type: ignore[index]
 
 
 def _log_to_stderr() -> logging.Handler:
@@ -124,7 +128,7 @@ def _main(argv: list[str]) -> int:
     if command == "fit" and args.command == "fit" and table is not None and args.resume is not None and not helping:
         if args.resume == "auto" and args.save_dir is None:
             args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
-        flags = {dest: spec.flags for dest, spec in table.specs.items()}
+        flags: dict[str, Sequence[str]] = {dest: spec.flags for dest, spec in table.specs.items()}
         resume.apply_recorded(args, argv, checkpoint, resume_path, flags)
     if args.command is None:
         parser.print_help()
