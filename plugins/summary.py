@@ -120,8 +120,12 @@ def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
     text = "Plugins: " + (", ".join(plugins) or "none")
     if callbacks:
         text += f"; callbacks: {', '.join(callbacks)}"
-    text += f" | save dir: {save_dir_text(trainer)}"
     lines += textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False)
+    where = f"save dir: {save_dir_text(trainer)}"  # kept whole: a path is copied from here
+    if len(lines[-1]) + 3 + len(where) <= width:
+        lines[-1] += " | " + where
+    else:
+        lines.append("  " + where)
     return lines
 
 

@@ -18,7 +18,10 @@ from trainhooks.testing import tiny_digits, tiny_model
 
 
 # --------------------------------------------------------------------------- summary
-def test_summary_names_parameters_size_data_device_precision_and_plugins(make_trainer, loaders) -> None:
+def test_summary_names_parameters_size_data_device_precision_and_plugins(
+    make_trainer, loaders, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the save dir shows relative to it: "run"
     out = io.StringIO()
     model = tiny_model()
     model[0].weight.requires_grad_(False)  # 64*16 frozen of 64*16+16+16*10+10 = 1210
@@ -29,8 +32,17 @@ def test_summary_names_parameters_size_data_device_precision_and_plugins(make_tr
     assert lines[0] == (
         "Model Sequential: 1,210 parameters (186 trainable), 4.7 KiB | data: 96 train, 64 val samples | cpu, precision 32"
     )
-    assert lines[1] == f"Plugins: Summary, csv; callbacks: Callback | save dir: {trainer.save_dir}"  # not under cwd
+    assert lines[1] == "Plugins: Summary, csv; callbacks: Callback | save dir: run"
     assert all(len(line) <= 120 for line in lines)
+
+
+def test_summary_keeps_a_long_save_dir_whole_on_a_line_of_its_own(make_trainer, loaders, tmp_path) -> None:
+    out = io.StringIO()
+    save_dir = tmp_path / ("a-long-run-name-" * 6)  # outside the working directory: the full path
+    make_trainer(plugins=[Summary(stream=out)], save_dir=save_dir).fit(*loaders)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "Plugins: Summary"
+    assert lines[2] == f"  save dir: {save_dir}"
 
 
 def test_summary_is_silent_when_quiet_and_on_by_default(make_trainer, loaders, tmp_path) -> None:
