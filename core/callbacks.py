@@ -58,7 +58,7 @@ class Callback:
     constructor then takes them by name (or positionally, in declaration order) and checks
     them, plus ``name=``: the instance's registration name (its ``stopped_by`` name, its key in
     checkpoints, the name listings and errors show), which tells several instances of one class
-    apart. Without it the host names the instance (see :meth:`PluginHost.register`).
+    apart. Without it the plugin manager names the instance (see :meth:`PluginManager.register`).
     """
 
     default_enabled: bool = True
@@ -279,13 +279,15 @@ def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callabl
         check_arguments(fn, plugin=owner, hook=event, allowed=allowed, where=getattr(fn, "__qualname__", ""))
     if all(n in allowed for n in names):
         return _wrap_by_name(fn, allowed) if _needs_wrap(fn) else fn
-    if len(params) == 1:
-
-        def call_with_trainer(trainer: Any) -> Any:
-            return fn(trainer)
-
-        call_with_trainer.__name__ = call_with_trainer.__qualname__ = getattr(fn, "__name__", event)
-        return call_with_trainer
+    if len(params) == 1 and ("trainer" in allowed or len(allowed) == 1):
+        # One positional argument of another name: it receives the trainer, or the hook's only
+        # argument for a hook without one (add_options' parser: ``partial(declare, flag=...)``).
+        arg = "trainer" if "trainer" in allowed else allowed[0]
+        namespace: dict[str, Any] = {"fn": fn}
+        exec(f"def call_with_{arg}({arg}):\n    return fn({arg})\n", namespace)
+        call_one = namespace[f"call_with_{arg}"]
+        call_one.__name__ = call_one.__qualname__ = getattr(fn, "__name__", event)
+        return call_one  # type: ignore[no-any-return]
     bad = [n for n in names if n not in allowed]
     raise HookArgumentError(
         bad[0],

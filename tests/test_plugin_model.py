@@ -65,10 +65,10 @@ def test_the_first_instance_of_a_default_plugin_replaces_it_and_keeps_its_name(t
     trainer = trainhooks.Trainer(
         torch.nn.Linear(64, 10), loss_fn=torch.nn.CrossEntropyLoss(), plugins=[best, periodic], save_dir=tmp_path
     )
-    host = trainer.plugin_manager
-    assert host.get_plugin("best") is best and host.get_plugin("periodic") is periodic
-    assert host.get_plugin("checkpoint") is None  # replaced, not run a third time
-    assert sum(isinstance(p, ModelCheckpoint) for _, p in host.list_name_plugin()) == 2
+    plugin_manager = trainer.plugin_manager
+    assert plugin_manager.get_plugin("best") is best and plugin_manager.get_plugin("periodic") is periodic
+    assert plugin_manager.get_plugin("checkpoint") is None  # replaced, not run a third time
+    assert sum(isinstance(p, ModelCheckpoint) for _, p in plugin_manager.list_name_plugin()) == 2
 
 
 class StepsSaved(trainhooks.Callback):

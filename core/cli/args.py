@@ -9,14 +9,16 @@ installed plugin's options.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from trainhooks import __version__
 
 if TYPE_CHECKING:
     from trainhooks.options import OptionTable
+
+_N = TypeVar("_N", int, float)
 
 RUN_COMMANDS = ("fit", "validate", "predict", "export")
 
@@ -141,6 +143,7 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             action="store_true",
             help="start over in a --save-dir that holds a previous run (deletes its checkpoints and metrics.csv)",
         )
+        _add_loop_controls(parser)
         parser.add_argument(
             "--dist-sync-every",
             type=_positive_int,
@@ -157,34 +160,107 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
         )
 
 
-def _non_negative_float(text: str) -> float:
+def _add_loop_controls(parser: argparse.ArgumentParser) -> None:
+    """The loop controls (Trainer arguments of the same names; see trainhooks.controls)."""
+    group = parser.add_argument_group("loop controls")
+    group.add_argument(
+        "--accumulate-grad-batches",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="one optimizer step per N batches, gradients averaged (default: 1)",
+    )
+    group.add_argument(
+        "--max-steps", type=_positive_int, default=None, metavar="N", help="stop after N optimizer steps"
+    )
+    group.add_argument(
+        "--min-epochs", type=_positive_int, default=None, metavar="N", help="defer any stop until N epochs are done"
+    )
+    group.add_argument(
+        "--min-steps", type=_positive_int, default=None, metavar="N", help="defer any stop until N steps are done"
+    )
+    group.add_argument(
+        "--val-every-n-epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="validate at the end of every N-th epoch (default: 1)",
+    )
+    group.add_argument(
+        "--val-every-n-steps", type=_positive_int, default=None, metavar="N", help="also validate every N steps"
+    )
+    group.add_argument(
+        "--limit-train-batches",
+        type=_count_or_fraction,
+        default=None,
+        metavar="N|F",
+        help="train on N batches per epoch, or a fraction F in (0, 1] of them",
+    )
+    group.add_argument(
+        "--limit-val-batches",
+        type=_count_or_fraction,
+        default=None,
+        metavar="N|F",
+        help="validate on N batches, or a fraction F in (0, 1] of them",
+    )
+    group.add_argument(
+        "--log-every-n-steps",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="per-step values for loggers and trackers (the on_log hook) every N steps (default: 50)",
+    )
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the task: one batch each of training, validation and prediction; no files are kept",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    group.add_argument(
+        "--deterministic", action="store_true", help="torch's deterministic algorithms, seeded DataLoader workers"
+    )
+
+
+def _count_or_fraction(text: str) -> int | float:
     try:
-        value = float(text)
+        value: int | float = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {text!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a batch count or a fraction in (0, 1], got {text!r}") from None
+    if isinstance(value, int) and value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 batch, got {text!r}")
+    if isinstance(value, float) and not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction must be in (0, 1], got {text!r} (an integer is a batch count)")
     return value
+
+
+def _checked(text: str, convert: Callable[[str], _N], ok: Callable[[_N], bool], expected: str) -> _N:
+    """``convert(text)`` if ``ok`` accepts it, else one argparse error saying what was expected.
+
+    Not a number and a number out of range read the same (``expected a positive integer, got
+    '0'``): the user needs what to type, not which check failed.
+    """
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    return _checked(text, float, lambda v: v >= 0, "a non-negative number of seconds")  # NaN is not >= 0
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _checked(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _checked(text, float, lambda v: v > 0 and v != float("inf"), "a positive number")
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainhooks.cli.render import _rank_label, format_profile, summary_line
+from trainhooks.cli.render import _rank_label, format_profile
 from trainhooks.cli.runs import _make_trainer
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
-def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
-    trainer, task = _make_trainer(args, host, plugin_options, training=True)
+def _cmd_fit(args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=True)
     if task.train_data is None:
         from trainhooks.errors import TaskError
 
@@ -22,20 +22,14 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     result = trainer.fit(task.train_data, task.val_data, resume=args.resume)
     if trainer.hook_profile is not None:
         print(format_profile(trainer))
-    if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
-        done, total = trainer.batch_idx + 1, trainer.num_train_batches
-        short = (
-            (done, total)
-            if result.history and not trainer.epoch_completed and (total is None or done < total)
-            else None
-        )
-        print(summary_line(result, trainer.epochs, cut_short=short))
+    # The summary lines come from Trainer.fit itself (the same from Python).
     if trainer.interrupted:
         from trainhooks.signals import PREEMPT_EXIT_CODE, exit_code_for
 
-        last = trainer.save_dir / "weights" / "last.pt"
+        # The file the checkpoint plugin announced (trainer.log_artifact), not a path guessed here.
+        last = trainer.artifacts.get("last.pt") or trainer.emergency_checkpoint
         torchrun = "TORCHELASTIC_RUN_ID" in os.environ
-        if last.exists() and trainer.is_global_zero:
+        if last is not None and Path(last).exists() and trainer.is_global_zero:
             if torchrun:  # a worker cannot see torchrun's own arguments
                 print(
                     f"Resume with: the same torchrun command, with --resume {last} (or --resume auto)",

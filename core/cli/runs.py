@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 if TYPE_CHECKING:
     from trainhooks.trainer import Trainer
 
 
 def _make_trainer(
-    args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any], *, training: bool
+    args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any], *, training: bool
 ) -> tuple[Trainer, Any]:
     from trainhooks.rundir import increment_dir
     from trainhooks.tasks import load_task
@@ -48,11 +48,12 @@ def _make_trainer(
         seed=args.seed,
         name=getattr(args, "name", None),
         options=plugin_options,
-        plugin_host=host,
+        plugin_host=plugin_manager,
         profile_hooks=getattr(args, "profile_hooks", False),
         verbose=not args.quiet,
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
         **_distributed_args(args),
+        **_loop_control_args(args),
     )
     if training:  # recorded in every checkpoint: --resume continues with the same task and data
         trainer.run_settings.update(task=args.task, batch_size=args.batch_size, lr=args.lr)
@@ -110,3 +111,26 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
+
+
+LOOP_CONTROLS = (
+    "accumulate_grad_batches",
+    "max_steps",
+    "min_epochs",
+    "min_steps",
+    "val_every_n_epochs",
+    "val_every_n_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "log_every_n_steps",
+    "dry_run",
+    "compile",
+    "deterministic",
+)
+"""Flags of ``fit`` that are Trainer arguments of the same name (see trainhooks.controls)."""
+
+
+def _loop_control_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Trainer keywords from the loop-control flags that were given (fit only)."""
+    given = {name: getattr(args, name, None) for name in LOOP_CONTROLS}
+    return {k: v for k, v in given.items() if v is not None and v is not False}
