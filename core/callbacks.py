@@ -111,6 +111,9 @@ class Callback:
     def on_after_backward(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires after `loss.backward()`; gradients are populated (e.g. to inspect or clip them)."""
 
+    def on_train_microbatch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires after every micro-batch's backward pass (HF's `on_substep_end`)."""
+
     def on_before_optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, optimizer) Fires right before `optimizer.step()`."""
 
@@ -125,6 +128,9 @@ class Callback:
 
     def on_train_batch_end(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, batch, batch_idx, outputs) Fires at the end of every training step, after the optimizer step and zero_grad."""
+
+    def on_log(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, metrics, step, epoch_end) Fires with values to log: every `log_every_n_steps` optimizer steps, and once per epoch."""
 
     def on_train_epoch_end(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires after the last training batch of an epoch, before validation."""

@@ -92,10 +92,8 @@ class FitLoop:
             t.num_val_batches = apply_limit("limit_val_batches", t.limit_val_batches, safe_len(self.val_data))
         # Samples per epoch on this rank, within the limits (None: the data does not say); the
         # Trainer is to declare them beside num_train_batches.
-        t.num_train_samples = sample_count(self.train_data, t.num_train_batches)  # type: ignore[attr-defined]
-        t.num_val_samples = (  # type: ignore[attr-defined]
-            sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
-        )
+        t.num_train_samples = sample_count(self.train_data, t.num_train_batches)
+        t.num_val_samples = sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
         t._validated_at_step = None
         hooks.on_pretrain_routine_end()
         t._first_step = t.global_step

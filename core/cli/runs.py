@@ -48,7 +48,7 @@ def _make_trainer(
         seed=args.seed,
         name=getattr(args, "name", None),
         options=plugin_options,
-        plugin_host=plugin_manager,
+        plugin_manager=plugin_manager,
         profile_hooks=getattr(args, "profile_hooks", False),
         verbose=not args.quiet,
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
