@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from trainhooks import distributed
-from trainhooks.distributed import DistributedRun
 from trainhooks.errors import TrainhooksError
 
 if TYPE_CHECKING:
@@ -42,8 +41,8 @@ def local_train_loss(losses: list[torch.Tensor], sizes: list[int]) -> float | No
 class SingleProcess:
     """One process: every call is a no-op or a local computation."""
 
-    distributed = False
-    run: DistributedRun | None = None  # (``distributed`` is a class attribute here, not the module)
+    is_distributed = False
+    run: distributed.DistributedRun | None = None
 
     def prepare(self, train_data: Any, val_data: Any) -> tuple[Any, Any]:
         """The (train, val) data to iterate: as given."""
@@ -108,21 +107,20 @@ class SingleProcess:
 class DataParallel(SingleProcess):
     """torchrun / a caller's process group: DDP, sharded data, agreed decisions (see module doc)."""
 
-    distributed = True
+    is_distributed = True
 
-    run: DistributedRun
-
-    def __init__(self, run: DistributedRun) -> None:
+    def __init__(self, run: distributed.DistributedRun) -> None:
         self.run = run
+        self.dist = run  # the same, typed as present
 
     def prepare(self, train_data: Any, val_data: Any) -> tuple[Any, Any]:
-        return self.run.prepare(train_data, val_data)
+        return self.dist.prepare(train_data, val_data)
 
     def set_epoch(self, epoch: int) -> None:
-        self.run.set_epoch(epoch)
+        self.dist.set_epoch(epoch)
 
     def through_wrapper(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        return self.run.through_wrapper(method)  # via DDP, or gradients won't sync
+        return self.dist.through_wrapper(method)  # via DDP, or gradients won't sync
 
     def eval_model(self, trainer: Trainer) -> nn.Module:
         return trainer.unwrapped_model  # no DDP forward, so no collective per batch
@@ -133,31 +131,31 @@ class DataParallel(SingleProcess):
 
     def finish_train_epoch(self, trainer: Trainer, losses: list[torch.Tensor], sizes: list[int]) -> None:
         super().finish_train_epoch(trainer, losses, sizes)
-        self.run.end_train_epoch(losses, sizes)  # the mean over every rank's samples
+        self.dist.end_train_epoch(losses, sizes)  # the mean over every rank's samples
 
     def reduce_validation(self, totals: dict[str, float], count: int) -> dict[str, float]:
-        return self.run.reduce_validation(totals, count)
+        return self.dist.reduce_validation(totals, count)
 
     def sync_metrics(self, metrics: dict[str, float]) -> None:
-        self.run.sync_metrics(metrics)
+        self.dist.sync_metrics(metrics)
 
     def agree_stop(
         self, answer: StopAnswer | None, batch_idx: int | None = None, interrupt: str | None = None
     ) -> tuple[StopAnswer | None, str | None]:
         # The local record is only submitted, never overwritten: a signal that lands while this
         # rank waits inside the agreement is carried to the next one.
-        agreed = self.run.agree_stop(answer, batch_idx, interrupt=interrupt)
-        return agreed, self.run.interrupt
+        agreed = self.dist.agree_stop(answer, batch_idx, interrupt=interrupt)
+        return agreed, self.dist.interrupt
 
     def agree(self, obj: Any, what: str) -> Any:
-        return self.run.broadcast(obj, what)
+        return self.dist.broadcast(obj, what)
 
     def broadcast_tensors(self, tensors: list[torch.Tensor], what: str) -> None:
         if not tensors:
             return
         import torch.distributed as dist
 
-        with self.run.collective(what), torch.no_grad():
+        with self.dist.collective(what), torch.no_grad():
             for tensor in tensors:
                 dist.broadcast(tensor, src=0)
 
@@ -166,13 +164,13 @@ class DataParallel(SingleProcess):
             return exc
         # forward/backward/optimizer failures (a bug, out of memory) and DDP's gradient
         # all-reduce failing because a peer died become one clear error naming the rank.
-        return self.run.step_failure(exc)
+        return self.dist.step_failure(exc)
 
     def announce_failure(self, exc: BaseException) -> None:
-        self.run.announce_failure(exc)
+        self.dist.announce_failure(exc)
 
     def close(self, failed: bool) -> None:
-        self.run.close(failed)  # unwrap the model, end our process group
+        self.dist.close(failed)  # unwrap the model, end our process group
 
 
 SINGLE_PROCESS = SingleProcess()

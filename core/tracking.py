@@ -86,11 +86,13 @@ def run_params(trainer: Trainer) -> dict[str, ParamValue]:
         "world_size": trainer.world_size,
         "model": type(trainer.unwrapped_model).__name__,
     }
-    host = trainer.plugin_manager
-    enabled = [name for name, rec in host.records.items() if rec.status == "active" and rec.source != "callback"]
+    plugin_manager = trainer.plugin_manager
+    enabled = [
+        name for name, rec in plugin_manager.records.items() if rec.status == "active" and rec.source != "callback"
+    ]
     params["plugins"] = ",".join(sorted(enabled))
     for name in sorted(enabled):
-        for spec in host.records[name].options or ():
+        for spec in plugin_manager.records[name].options or ():
             value = trainer.options.get(spec.dest, spec.default)
             params[f"{name}.{spec.dest}"] = (
                 value if isinstance(value, (str, int, float, bool)) or value is None else str(value)

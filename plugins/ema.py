@@ -126,7 +126,7 @@ class EMA(trainhooks.Callback):
         nothing happens.
         """
         shadow = self.shadow
-        if shadow is None or not self._buffer_at or not trainer.strategy.distributed:
+        if shadow is None or not self._buffer_at or not trainer.strategy.is_distributed:
             return
         trainer.strategy.broadcast_tensors([shadow[i] for i in self._buffer_at], "the ema buffer broadcast")
 

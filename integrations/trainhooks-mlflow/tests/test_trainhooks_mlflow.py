@@ -16,12 +16,11 @@ import pytest
 
 pytest.importorskip("trainhooks_mlflow", reason="install the plugin: pip install -e integrations/trainhooks-mlflow")
 
-import torch
 from mlflow import MlflowClient
 
 import trainhooks
 from trainhooks import cli
-from trainhooks.testing import tiny_digits, tiny_model
+from trainhooks.testing import tiny_digits, tiny_trainer
 
 pytestmark = pytest.mark.slow  # each test creates an MLflow database (seconds of migrations)
 
@@ -33,21 +32,9 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # nothing lands in the repository (./mlruns would)
 
 
-def make_trainer(
-    save_dir: Path, *, epochs: int = 3, plugins: list[Any] | None = None, **kwargs: Any
-) -> trainhooks.Trainer:
-    model = tiny_model()
-    return trainhooks.Trainer(
-        model,
-        loss_fn=torch.nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epochs=epochs,
-        save_dir=save_dir,
-        seed=0,
-        plugins=plugins if plugins is not None else ["mlflow"],
-        verbose=False,
-        **kwargs,
-    )
+def make_trainer(save_dir: Path, *, plugins: list[Any] | None = None, **kwargs: Any) -> trainhooks.Trainer:
+    """The shared tiny run (SGD at lr 0.1, seed 0: what the params assertions read back), with mlflow."""
+    return tiny_trainer(save_dir, plugins=plugins if plugins is not None else ["mlflow"], **kwargs)
 
 
 def only_run(store: str) -> Any:

@@ -19,12 +19,11 @@ import pytest
 
 pytest.importorskip("trainhooks_wandb", reason="install the plugin: pip install -e integrations/trainhooks-wandb")
 
-import torch
 from wandb.proto import wandb_internal_pb2 as pb
 
 import trainhooks
 from trainhooks import cli
-from trainhooks.testing import tiny_digits, tiny_model
+from trainhooks.testing import tiny_digits, tiny_trainer
 
 pytestmark = pytest.mark.slow  # each run starts W&B's service process
 
@@ -111,21 +110,9 @@ def offline_runs(save_dir: Path) -> list[Path]:
     return sorted((save_dir / "wandb").glob("offline-run-*"))
 
 
-def make_trainer(
-    save_dir: Path, *, epochs: int = 3, plugins: list[Any] | None = None, **kwargs: Any
-) -> trainhooks.Trainer:
-    model = tiny_model()
-    return trainhooks.Trainer(
-        model,
-        loss_fn=torch.nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epochs=epochs,
-        save_dir=save_dir,
-        seed=0,
-        plugins=plugins if plugins is not None else ["wandb"],
-        verbose=False,
-        **kwargs,
-    )
+def make_trainer(save_dir: Path, *, plugins: list[Any] | None = None, **kwargs: Any) -> trainhooks.Trainer:
+    """The shared tiny run (SGD at lr 0.1, seed 0: what the params assertions read back), with wandb."""
+    return tiny_trainer(save_dir, plugins=plugins if plugins is not None else ["wandb"], **kwargs)
 
 
 def test_offline_run_holds_config_metrics_tags_files_and_exit_code(tmp_path: Path) -> None:
