@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def run_script(tmp_path: Path, mode: str) -> dict[int, dict[str, Any]]:
     out = tmp_path / "seen"
     script = str(TESTS / "dist_accumulate_script.py")
-    proc, _ = torchrun([script, "--mode", mode, "--out", str(out), "--save-dir", str(tmp_path / "run")], cwd=tmp_path)
+    proc = torchrun([script, "--mode", mode, "--out", str(out), "--save-dir", str(tmp_path / "run")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {r: torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)}
 

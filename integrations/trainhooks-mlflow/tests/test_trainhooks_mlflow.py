@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("trainhooks_mlflow", reason="install the plugin: pip install -e integrations/trainhooks-mlflow")
 
+import torch
 from mlflow import MlflowClient
 
 import trainhooks
