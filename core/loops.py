@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainhooks import checkpointing, resume, step, strategy
-from trainhooks.batches import batch_size, loader_generator, safe_len, to_device
+from trainhooks.batches import batch_size, loader_generator, safe_len, sample_count, to_device
 from trainhooks.controls import apply_limit
 from trainhooks.data import fast_batches
 from trainhooks.errors import NothingUsableError
@@ -90,6 +90,10 @@ class FitLoop:
         t.num_train_batches = apply_limit("limit_train_batches", t.limit_train_batches, safe_len(self.train_data))
         if self.val_data is not None:
             t.num_val_batches = apply_limit("limit_val_batches", t.limit_val_batches, safe_len(self.val_data))
+        # Samples per epoch on this rank, within the limits (None: the data does not say); the
+        # Trainer is to declare them beside num_train_batches.
+        t.num_train_samples = sample_count(self.train_data, t.num_train_batches)
+        t.num_val_samples = sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
         t._validated_at_step = None
         hooks.on_pretrain_routine_end()
         t._first_step = t.global_step
