@@ -349,3 +349,24 @@ def test_cli_refuses_a_bad_flag_value_naming_it(tmp_path, capsys) -> None:
     _, err = capsys.readouterr()
     assert info.value.code == 2
     assert "setting every_n_epochs (--save-every-n-epochs) must be an integer >= 0, got '0.5'" in err
+
+
+def test_a_cli_resume_keeps_the_recorded_checkpoint_options(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    first = ["fit", "--epochs", "1", "--save-dir", str(run), "-p", "no:plot", "--quiet"]
+    code = cli.main([*first, "--save-every-n-epochs", "1", "--ckpt-filename", "e{epoch}", "--restore-best"])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    # No plugin flag on the resume: the recorded template, period and restore_best apply.
+    code = cli.main(["fit", "--resume", str(run / "weights" / "last.pt"), "--epochs", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert sorted(p.name for p in (run / "weights").glob("e*.pt")) == ["e1.pt", "e2.pt"]
+    assert "Restored the best weights" in out and "overrides" not in err.replace("--epochs 2 overrides", "")
+    # An explicit --no-restore-best overrides the recorded value, and says so.
+    code = cli.main(["fit", "--resume", str(run / "weights" / "last.pt"), "--epochs", "3", "--no-restore-best"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "trainhooks: --restore-best False overrides the recorded True" in err
+    assert "Restored" not in out
+    assert sorted(p.name for p in (run / "weights").glob("e*.pt")) == ["e1.pt", "e2.pt", "e3.pt"]
