@@ -84,7 +84,13 @@ def as_metric_dict(values: Any) -> MetricDict:
 
 
 def warn_non_finite(
-    name: str, value: float, host: PluginHost | None, warned: set[str], *, plugin: str | None = None
+    name: str,
+    value: float,
+    host: PluginHost | None,
+    warned: set[str],
+    *,
+    plugin: str | None = None,
+    stacklevel: int = 4,
 ) -> None:
     """Warn once per metric name that a NaN/inf was logged, naming the plugin that logged it
     (``plugin``, or found on the call stack through ``host``)."""
@@ -96,7 +102,7 @@ def warn_non_finite(
     warnings.warn(
         f"metric {name!r}{by} is {value}: monitors comparing it (early stopping, best.pt) cannot rank it",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 

@@ -28,7 +28,6 @@ import logging
 import os
 import random
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainhooks import amp, checkpointing, distributed, metric_values, rundir, signals
-from trainhooks.batches import batch_size, loader_generator, model_inputs, safe_len, split_pair, to_device
+from trainhooks import amp, checkpointing, distributed, loops, rundir, signals, strategy
+from trainhooks import resume as resume_module
+from trainhooks.batches import model_inputs, safe_len
 from trainhooks.callbacks import FunctionCallback
-from trainhooks.data import fast_batches
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import (
     CheckpointError,
@@ -48,12 +47,12 @@ from trainhooks.errors import (
     DistributedError,
     ExportFormatError,
     HookError,
-    NothingUsableError,
     PluginError,
-    TrainhooksError,
 )
 from trainhooks.host import PluginHost
+from trainhooks.metrics import MetricLog
 from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
+from trainhooks.stopping import StopState
 
 log = logging.getLogger("trainhooks")
 
@@ -96,6 +95,38 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
     return resolved
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_arguments(
+    model: Any,
+    save_dir: Any,
+    epochs: Any,
+    grad_clip_norm: Any,
+    plugins: Any,
+    disable: Any,
+    dist_timeout: Any,
+    dist_sync_every: Any,
+) -> None:
+    """The Trainer's own arguments, checked before anything is built: one clear error each."""
+    if save_dir is not None and (not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()):
+        # "" would silently mean the working directory.
+        raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _positive_int("epochs", epochs)
+    if grad_clip_norm is not None and not grad_clip_norm > 0:
+        raise ConfigError(f"grad_clip_norm must be positive, got {grad_clip_norm!r}")
+    if isinstance(plugins, (str, bytes)) or isinstance(disable, (str, bytes)):
+        raise ConfigError("plugins= and disable= take lists of names, e.g. plugins=['early_stopping']")
+    if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, (int, float)) or not dist_timeout > 0:
+        raise ConfigError(f"dist_timeout must be a positive number of seconds, got {dist_timeout!r}")
+    _positive_int("dist_sync_every", dist_sync_every)
 
 
 class Trainer:
@@ -186,24 +217,7 @@ class Trainer:
         stop_timeout: float | None = signals.DEFAULT_STOP_TIMEOUT_S,
         overwrite: bool = False,
     ) -> None:
-        if save_dir is not None and (
-            not isinstance(save_dir, (str, os.PathLike)) or not str(os.fspath(save_dir)).strip()
-        ):
-            # "" would silently mean the working directory.
-            raise ConfigError(f"save_dir must be a directory path, got {save_dir!r}")
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-        if grad_clip_norm is not None and not grad_clip_norm > 0:
-            raise ConfigError(f"grad_clip_norm must be positive, got {grad_clip_norm!r}")
-        if isinstance(plugins, (str, bytes)) or isinstance(disable, (str, bytes)):
-            raise ConfigError("plugins= and disable= take lists of names, e.g. plugins=['early_stopping']")
-        if isinstance(dist_timeout, bool) or not isinstance(dist_timeout, (int, float)) or not dist_timeout > 0:
-            raise ConfigError(f"dist_timeout must be a positive number of seconds, got {dist_timeout!r}")
-        if isinstance(dist_sync_every, bool) or not isinstance(dist_sync_every, int) or dist_sync_every < 1:
-            raise ConfigError(f"dist_sync_every must be a positive integer, got {dist_sync_every!r}")
-
+        _check_arguments(model, save_dir, epochs, grad_clip_norm, plugins, disable, dist_timeout, dist_sync_every)
         self.preempt_signal = signals.parse_signal(preempt_signal)
         self.stop_timeout = signals.parse_stop_timeout(stop_timeout)
         if not isinstance(overwrite, bool):
@@ -224,39 +238,36 @@ class Trainer:
         self.grad_clip_norm = grad_clip_norm
         self.verbose = verbose
         self.fast_data = fast_data
+        self._init_run_state()
+        self._init_distributed(dist_timeout, dist_sync_every)
+        # mixed precision (trainhooks.amp): None at "32", so the default loop is untouched.
+        self.precision = amp.parse_precision(precision)
+        self._amp = amp.MixedPrecision(self.precision, self.device) if self.precision != "32" else None
+        self._init_plugins(plugin_host, plugins, disable, callbacks, autoload, default_plugins, non_critical)
+        self.hooks = HookDispatcher(self.plugin_manager, self)
+        self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
+        table = collect_options(self.plugin_manager, reserved=CORE_OPTIONS)
+        self.options: dict[str, Any] = table.resolve(options)
+        apply_options(self.plugin_manager, self.options)  # declared settings (trainhooks.Option) see their values
+        self.hooks.configure()
 
+    def _init_run_state(self) -> None:
+        """Counters, metric log, stop state and position: what a fit changes."""
         self.epoch = 0
         self.global_step = 0
         self.batch_idx = 0
-        self._metrics: metric_values.MetricDict = metric_values.MetricDict()
-        self._warned_metrics: set[str] = set()
-        self._metric_loggers: dict[str, str | None] = {}
-        self.history: list[dict[str, float]] = []
-        self.stop_reason: str | None = None
-        self.stopped_by: str | None = None
-        self._stop_resumable = False
         self.stage: str | None = None
         self.example_input: Any = None
         self.artifacts: dict[str, Path] = {}
         self.num_train_batches: int | None = None
         self.num_val_batches: int | None = None
-        self._pending_metrics: dict[str, Any] = {}
-        self._in_batch_loop = False
-        self._epoch_record: dict[str, float] | None = None
-        self._stop_requested = False
-        # Position inside the current epoch, for mid-epoch checkpoints and exact resume.
-        self.epoch_completed = False
-        self.interrupted: str | None = None
-        self._batches_done = 0
-        self._epoch_losses: list[torch.Tensor] = []
-        self._epoch_sizes: list[int] = []
-        self._epoch_rng_start: dict[str, Any] | None = None
+        self._stop = StopState()
+        self._position = resume_module.EpochPosition()
         self._train_data: Any = None
         self._resume_position: dict[str, Any] | None = None
         self._signals: signals.SignalWatch | None = None
         self._updating = False  # between optimizer step and step count: no consistent snapshot
-        self._skipped = 0
-        self._rng_at_cut: dict[str, Any] | None = None
+        self._first_step: int | None = None
         self.emergency_checkpoint: Path | None = None
         # Background checkpoint writes (save_checkpoint(background=True)): one in flight at most.
         self.checkpoint_writer = checkpointing.CheckpointWriter()
@@ -264,19 +275,27 @@ class Trainer:
         # run; the CLI adds what only it knows (task, batch size, lr).
         self.run_settings: dict[str, Any] = {}
 
+    def _init_distributed(self, dist_timeout: float, dist_sync_every: int) -> None:
         self.rank = distributed.env_int("RANK", 0)
         self.local_rank = distributed.env_int("LOCAL_RANK", 0)
         self.world_size = distributed.env_int("WORLD_SIZE", 1)
-        # distributed (trainhooks.distributed): cuda means cuda:LOCAL_RANK under torchrun; the
-        # process group, DDP wrapper and sharded loaders exist only during fit (self._dist).
+        # cuda means cuda:LOCAL_RANK under torchrun; the process group, DDP wrapper and sharded
+        # loaders exist only during fit (self.strategy, see trainhooks.strategy).
         self.device = distributed.local_device(self.device, self.local_rank, self.world_size)
         self.dist_timeout = float(dist_timeout)
         self.dist_sync_every = dist_sync_every
-        self._dist: distributed.DistributedRun | None = None
-        # mixed precision (trainhooks.amp): None at "32", so the default loop is untouched.
-        self.precision = amp.parse_precision(precision)
-        self._amp = amp.MixedPrecision(self.precision, self.device) if self.precision != "32" else None
+        self.strategy: strategy.SingleProcess = strategy.SINGLE_PROCESS
 
+    def _init_plugins(
+        self,
+        plugin_host: PluginHost | None,
+        plugins: Sequence[Any],
+        disable: Sequence[str],
+        callbacks: Sequence[Any],
+        autoload: bool | None,
+        default_plugins: bool,
+        non_critical: Sequence[str],
+    ) -> None:
         objects = [p for p in plugins if not isinstance(p, str)]
         names = [p for p in plugins if isinstance(p, str)]
         host = plugin_host
@@ -286,13 +305,13 @@ class Trainer:
                 enable=names, disable=disable, autoload=autoload, defaults=default_plugins, replacements=objects
             )
         self.plugin_manager: PluginHost = host
+        self._log = MetricLog(host)
         used = {id(r.plugin) for r in host.records.values()}
         for obj in objects:
             if id(obj) not in used:
                 host.register(obj, source="api")
         for obj in callbacks:
             host.register(obj, source="callback", callback_style=True)
-
         if isinstance(non_critical, (str, bytes)):
             raise ConfigError("non_critical= takes a list of plugin names, e.g. non_critical=['notify']")
         # Any plugin this host knows may be named, enabled or not (an opt-in plugin marked
@@ -304,13 +323,6 @@ class Trainer:
 
                 raise UnknownPluginError(name, known)
         host.non_critical.update(non_critical)
-
-        self.hooks = HookDispatcher(host, self)
-        self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
-        table = collect_options(host, reserved=CORE_OPTIONS)
-        self.options: dict[str, Any] = table.resolve(options)
-        apply_options(host, self.options)  # declared settings (trainhooks.Option) see their values
-        self.hooks.configure()
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -326,7 +338,48 @@ class Trainer:
     @property
     def stopped_early(self) -> bool:
         """True when a plugin's ``should_stop`` ended training before ``epochs``."""
-        return self._stop_requested
+        return self._stop.requested
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why training stopped (``"completed 10 epochs"``, a plugin's reason, a signal), or None."""
+        return self._stop.reason
+
+    @stop_reason.setter
+    def stop_reason(self, value: str | None) -> None:
+        self._stop.reason = value
+
+    @property
+    def stopped_by(self) -> str | None:
+        """The plugin whose ``should_stop`` ended training, ``"signal"``, or None."""
+        return self._stop.stopped_by
+
+    @stopped_by.setter
+    def stopped_by(self, value: str | None) -> None:
+        self._stop.stopped_by = value
+
+    @property
+    def interrupted(self) -> str | None:
+        """The name of the signal that stopped this fit (``"SIGTERM"``), or None."""
+        return self._stop.interrupted
+
+    @interrupted.setter
+    def interrupted(self, value: str | None) -> None:
+        self._stop.interrupted = value
+
+    @property
+    def epoch_completed(self) -> bool:
+        """Whether the current epoch's training ran through all its batches."""
+        return self._position.completed
+
+    @epoch_completed.setter
+    def epoch_completed(self, value: bool) -> None:
+        self._position.completed = value
+
+    @property
+    def _dist(self) -> distributed.DistributedRun | None:
+        """The distributed side of the current fit (None in one process); see :attr:`strategy`."""
+        return self.strategy.run
 
     def add_callback(self, event: str, fn: Callable[..., Any]) -> str:
         """Run ``fn`` at hook ``event``; returns the registration name (for ``unregister``).
@@ -353,47 +406,32 @@ class Trainer:
         are converted right away. A metric logged in ``on_fit_epoch_end`` joins that epoch's
         ``history`` entry; loggers (csv, tensorboard) see it if it is logged before them — log
         with ``@hookimpl(tryfirst=True)`` there, or earlier (``on_val_end``).
+        See :mod:`trainhooks.metrics` for the rules.
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"metric name must be a non-empty string, got {name!r}")
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ConfigError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
-            if self._in_batch_loop:
-                self._pending_metrics[name] = value.detach()
-                if name not in self._metric_loggers:  # once per name: who logs it, for warnings
-                    self._metric_loggers[name] = metric_values.logging_plugin(self.plugin_manager)
-                return
-            value = value.item()
-        number = metric_values.check_number(name, value)  # one rule: numbers only (not "1e3", None)
-        metric_values.warn_non_finite(name, number, self.plugin_manager, self._warned_metrics)
-        self._pending_metrics.pop(name, None)
-        self.metrics[name] = number
-        if self._epoch_record is not None:  # logged after the epoch's history entry was made
-            self._epoch_record[name] = number
+        self._log.log(name, value)
 
     @property
     def metrics(self) -> dict[str, float]:
         """The latest value of every metric. Writing a non-number into it (a string, None) is a
         ConfigError at the write, naming the plugin whose hook wrote it."""
-        return self._metrics
+        return self._log.current
 
     @metrics.setter
     def metrics(self, values: Any) -> None:
-        self._metrics = values if isinstance(values, metric_values.MetricDict) else metric_values.as_metric_dict(values)
+        self._log.set_current(values)
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """One dict of metrics per finished epoch (``history[-1]`` is the latest epoch's)."""
+        return self._log.history
+
+    @history.setter
+    def history(self, rows: list[dict[str, float]]) -> None:
+        self._log.history = rows
 
     def log_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
         """Announce a file a plugin wrote (listed in the final summary and FitResult.artifacts)."""
         self.artifacts[name] = Path(path)
-
-    def _flush_metrics(self) -> None:
-        for name, value in self._pending_metrics.items():
-            number = float(value.item())
-            metric_values.warn_non_finite(
-                name, number, None, self._warned_metrics, plugin=self._metric_loggers.get(name)
-            )
-            self.metrics[name] = number
-        self._pending_metrics.clear()
 
     def _make_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
         if optimizer is None:
@@ -430,263 +468,53 @@ class Trainer:
             is its ``__cause__``.
         """
         if epochs is not None:
-            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-                raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-            self.epochs = epochs
+            self.epochs = _positive_int("epochs", epochs)
         self._check_data(train_data, "train_data")
         if val_data is not None:
             self._check_data(val_data, "val_data")
         self.stage = "fit"
-        self.stop_reason, self.stopped_by, self._stop_requested = None, None, False
-        self._stop_resumable = False
-        self.interrupted, self._resume_position = None, None
-        self._first_step: int | None = None
-        self._updating = False
+        self._stop.reset()
+        self._resume_position, self._first_step, self._updating = None, None, False
         if isinstance(resume, str) and resume == "auto":
-            resume = self._auto_resume()
+            resume = resume_module.auto_resume_path(self)
         if resume is None:  # a fresh run: counters start over (resume restores them)
-            self.epoch, self.global_step, self.metrics, self.history = 0, 0, {}, []
+            self.epoch, self.global_step = 0, 0
+            self._log.reset()
         self._train_data = train_data
         self.num_train_batches = safe_len(train_data)
         self.num_val_batches = safe_len(val_data) if val_data is not None else None
-        started = time.perf_counter()
-        hooks = self.hooks
-        start_epoch = 0
-        failed = False
-        self._signals = self._install_signal_handlers()
-        try:
-            self._dist = distributed.start(self)  # distributed: process group (None in one process)
-            self._claim_save_dir(resume)
-            hooks.on_fit_start()  # per-run state starts afresh; a resume below restores it
-            hooks.on_pretrain_routine_start()
-            if self.seed is not None:
-                seed_everything(self.seed + self.rank)  # ranks differ in dropout/augmentation
-            self.model.to(self.device)
-            if self.is_global_zero:  # only rank 0 writes: no empty run directory elsewhere
-                self._ensure_save_dir()
-            if resume is not None:
-                start_epoch = self._resume(resume)
-            if self._dist is not None:  # distributed: DDP wrapper, sharded loaders
-                train_data, val_data = self._dist.prepare(train_data, val_data)
-                self.num_train_batches = safe_len(train_data)
-                self.num_val_batches = safe_len(val_data) if val_data is not None else None
-            hooks.on_pretrain_routine_end()
-            self._first_step = self.global_step
-            self.epoch = start_epoch  # on_train_start sees the first epoch to run
-            hooks.on_train_start()
-            for epoch in range(start_epoch, self.epochs):
-                self.epoch = epoch
-                if self._dist is not None:  # distributed: a new shuffle of the shards
-                    self._dist.set_epoch(epoch)
-                self._train_epoch(train_data)
-                if val_data is not None:
-                    self._validate(val_data)
-                if self._dist is not None:  # distributed: every rank sees the same metrics
-                    self._dist.sync_metrics(self.metrics)
-                self._epoch_record = dict(self.metrics)
-                self.history.append(self._epoch_record)
-                hooks.on_fit_epoch_end()
-                if not self._stop_requested:
-                    self._consult_should_stop()
-                if self._stop_requested:
-                    break
-            if not self._stop_requested:
-                self.stop_reason = f"completed {self.epochs} epochs"
-            self.flush_checkpoints()  # on_model_save before on_train_end; a write error is this run's error
-            hooks.on_train_end()
-            self.flush_checkpoints()  # what on_train_end wrote in the background, if anything
-        except BaseException as exc:
-            failed = True
-            if self._dist is not None:  # distributed: tell the other ranks who failed, first
-                self._dist.announce_failure(exc)
-            self._on_exception(exc)
-            if isinstance(exc, Exception):
-                self._emergency_checkpoint(exc)
-            raise
-        finally:
-            if failed:  # the write in flight still lands (or its error is reported) before teardown
-                self._flush_checkpoints_quietly()
-            self._restore_signal_handlers()
-            self._in_batch_loop = False
-            self._epoch_record = None
-            if self._dist is not None:  # distributed: unwrap the model, end our process group
-                self._dist.close(failed)
-                self._dist = None
-            self._teardown("fit", failed)
+        return loops.FitLoop(self, train_data, val_data).run(resume)
+
+    def _result(self, duration_s: float) -> FitResult:
         return FitResult(
             epochs_completed=len(self.history),
             global_step=self.global_step,
             stop_reason=self.stop_reason or "",
-            stopped_early=self._stop_requested,
+            stopped_early=self._stop.requested,
             stopped_by=self.stopped_by,
             metrics=dict(self.metrics),
             history=[dict(h) for h in self.history],
             save_dir=self.save_dir,
             artifacts=dict(self.artifacts),
-            duration_s=time.perf_counter() - started,
+            duration_s=duration_s,
         )
 
-    def _train_epoch(self, data: Iterable[Any]) -> None:
-        hooks = self.hooks
-        model, optimizer, device = self.model, self.optimizer, self.device
-        move = device.type != "cpu"
-        step = self._training_step_fn()
-        if self._amp is not None:  # mixed precision: autocast, GradScaler for float16
-            step = self._amp.wrap_step(step)
-            backward, optimizer_step = self._amp.bind(optimizer)
-        else:
-            backward, optimizer_step = torch.Tensor.backward, optimizer.step
-        agree = self._dist.agree_stop if self._dist is not None else None
-        clip = self.grad_clip_norm
-        params = [p for group in optimizer.param_groups for p in group["params"]] if clip else []
-        generator = loader_generator(data)
-        position, self._resume_position = self._resume_position, None
-        if position is not None:  # resuming mid-epoch: the epoch's RNG as it was at its start
-            self._restore_random_state(position["rng_epoch_start"], generator)
-        self._epoch_rng_start = checkpointing.capture_rng(generator)
-        self._epoch_losses = losses = []
-        sizes: list[int] = []
-        self._epoch_sizes = sizes
-        self._batches_done = self._skipped = 0
-        self.epoch_completed = False
-        self._rng_at_cut = None
-        model.train()
-        self._epoch_record = None
-        # A new epoch starts without the values the previous epoch recorded: each history row
-        # (metrics.csv, TensorBoard, the monitors) holds what this epoch produced, never a value
-        # carried over from an earlier epoch that did not log it again (earlier epochs are in
-        # self.history). Values logged since that row was made (on_train_start, before the
-        # first epoch) stay, and join this epoch's row.
-        recorded = self.history[-1] if self.history else {}
-        self.metrics = {k: v for k, v in self.metrics.items() if k not in recorded}
-        hooks.on_train_epoch_start()
-        batches = enumerate(fast_batches(data, self.fast_data))
-        if position is not None:
-            self._skip_batches(batches, position, generator)
-            losses.extend(position["losses"].to(device).unbind())
-            sizes.extend(int(n) for n in position["sizes"])
-        self._in_batch_loop = True
-        watch = self._signals
-        try:
-            for batch_idx, batch in batches:
-                self.batch_idx = batch_idx
-                if move:
-                    batch = to_device(batch, device)
-                if self.example_input is None:
-                    self._capture_example(batch)
-                hooks.on_train_batch_start(batch, batch_idx)
-                outputs = step(batch)
-                loss = outputs["loss"]
-                hooks.on_before_backward(loss)
-                backward(loss)
-                hooks.on_after_backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                hooks.on_before_optimizer_step(optimizer)
-                self._updating = True
-                optimizer_step()
-                hooks.optimizer_step(optimizer)
-                hooks.on_params_update()
-                hooks.on_before_zero_grad(optimizer)
-                optimizer.zero_grad(set_to_none=True)
-                self.global_step += 1
-                self._updating = False
-                detached = loss.detach()
-                outputs["loss"] = detached
-                losses.append(detached)
-                sizes.append(batch_size(batch))
-                self._batches_done += 1
-                hooks.on_train_batch_end(batch, batch_idx, outputs)
-                answer = hooks.should_stop()
-                interrupt = watch.received if watch is not None else None
-                if agree is not None:  # distributed: all ranks stop at the same step, signals too
-                    # The local record is only submitted, never overwritten: a signal that lands
-                    # while this rank waits inside the agreement is carried to the next one.
-                    answer = agree(answer, batch_idx, interrupt=interrupt)
-                    interrupt = self._dist.interrupt  # type: ignore[union-attr]
-                if answer is not None and self._accept_stop(answer, "batch"):
-                    break
-                if interrupt is not None:
-                    self._accept_signal(interrupt)
-                    break
-            else:
-                self.epoch_completed = True
-        except Exception as exc:
-            if self._dist is not None and not isinstance(exc, TrainhooksError):
-                # distributed: forward/backward/optimizer failures (a bug, out of memory) and
-                # DDP's gradient all-reduce failing because a peer died become one clear error
-                # naming the rank, never a raw gloo/nccl traceback.
-                raise self._dist.step_failure(exc) from exc
-            raise
-        if not self._batches_done and not self._skipped:  # an iterable without len() that yields nothing
-            self._in_batch_loop = False
-            raise NothingUsableError(
-                f"training produced nothing usable: train_data yielded no batches in epoch {self.epoch + 1}; "
-                "check the data source"
-            )
-        if not self.epoch_completed:
-            # Cut short: validation (which draws from the RNG) still runs before the checkpoint,
-            # so remember the random state where training will pick up again.
-            self._rng_at_cut = checkpointing.capture_rng(generator)
-        self._in_batch_loop = False
-        if losses:
-            weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
-            total = (torch.stack(losses).float() * weights).sum() / weights.sum()
-            self.metrics["train/loss"] = float(total.item())
-        if self._dist is not None:  # distributed: the mean over every rank's samples
-            self._dist.end_train_epoch(losses, sizes)
-        self.metrics["lr"] = float(optimizer.param_groups[0]["lr"])
-        self._flush_metrics()
-        hooks.on_train_epoch_end()
-
-    def _training_step_fn(self) -> Callable[[Any], dict[str, Any]]:
-        model = self.model
-        custom = getattr(self.unwrapped_model, "training_step", None)
-        if custom is not None and self._dist is not None:  # distributed: via DDP, or gradients won't sync
-            custom = self._dist.through_wrapper(custom)
-        if custom is not None:
-
-            def custom_step(batch: Any) -> dict[str, Any]:
-                out = custom(batch)
-                if isinstance(out, torch.Tensor):
-                    return {"loss": out}
-                if isinstance(out, Mapping) and "loss" in out:
-                    return dict(out)
-                raise ConfigError(
-                    f"{type(self.unwrapped_model).__name__}.training_step must return the loss tensor "
-                    f"or a dict with a 'loss' key, got {type(out).__name__}"
-                )
-
-            return custom_step
-        loss_fn = self.loss_fn
-        if loss_fn is None:
-            raise ConfigError("Trainer needs loss_fn=..., or a model with a training_step(batch) method")
-
-        def default_step(batch: Any) -> dict[str, Any]:
-            x, y = split_pair(batch)
-            preds = model(x)
-            return {"loss": loss_fn(preds, y), "preds": preds}
-
-        return default_step
+    def min_length_missing(self) -> str | None:
+        """Why a stop asked for now must wait (the run's minimum length), or None."""
+        return None
 
     def _consult_should_stop(self) -> None:
         answer = self.hooks.should_stop()
         interrupt = self._signals.received if self._signals is not None else None
-        if self._dist is not None:  # distributed: all ranks stop after the same epoch, signals too
-            answer = self._dist.agree_stop(answer, interrupt=interrupt)
-            interrupt = self._dist.interrupt
+        # all ranks stop after the same epoch, signals too (see trainhooks.strategy)
+        answer, interrupt = self.strategy.agree_stop(answer, interrupt=interrupt)
         if answer is not None:
-            self._accept_stop(answer, "epoch")
-        if not self._stop_requested and interrupt is not None:
-            self._accept_signal(interrupt)
+            self._stop.accept(self, answer, "epoch")
+        if not self._stop.requested and interrupt is not None:
+            self._stop.accept_signal(self, interrupt)
 
-    def _accept_signal(self, name: str) -> None:
-        self._stop_requested = True
-        self.interrupted = name
-        self.stop_reason = f"interrupted by {name}"
-        self.stopped_by = "signal"
-        if self.is_global_zero:  # under torchrun every rank gets the signal: say it once
-            log.warning("%s received: stopping after epoch %d, step %d", name, self.epoch + 1, self.global_step)
+    def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
+        return self._stop.accept(self, answer, where)
 
     # ------------------------------------------------------------------ signals
     def _install_signal_handlers(self) -> signals.SignalWatch | None:
@@ -728,37 +556,6 @@ class Trainer:
                 stream.flush()
         os._exit(signals.exit_code_for(name))
 
-    def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
-        value, plugin = answer
-        if isinstance(value, str):
-            reason = value
-        elif isinstance(value, bool):
-            reason = f"stop requested by plugin {plugin!r}"
-        else:
-            error = PluginError(
-                f"plugin {plugin!r}: should_stop must return None, a bool or a str reason, "
-                f"got {type(value).__name__} ({value!r})",
-                plugin=plugin,
-            )
-            host = self.plugin_manager
-            if host.get_plugin(plugin) is not None and not host.is_critical(plugin):
-                # --non-critical covers a wrong answer like any other failure of the plugin.
-                host.disable_after_failure(plugin, "should_stop", error)
-                return False
-            raise error
-        if not value:
-            return False
-        self._stop_requested = True
-        self.stop_reason = reason
-        self.stopped_by = plugin
-        # A budget (the timer) ends this run but not the training: a plugin says so with
-        # ``resumable_stop = True``, and --resume may then continue from the checkpoint.
-        self._stop_resumable = getattr(self.plugin_manager.get_plugin(plugin), "resumable_stop", False) is True
-        log.info(
-            "stop requested by %s after %s (epoch %d, step %d): %s", plugin, where, self.epoch, self.global_step, reason
-        )
-        return True
-
     # ------------------------------------------------------------------ validation
     def validate(self, data: Iterable[Any]) -> dict[str, float]:
         """Run the validation loop once and return its metrics (``val/loss``, ``val/acc``, ...)."""
@@ -768,7 +565,7 @@ class Trainer:
         failed = False
         try:
             self.model.to(self.device)
-            metrics = self._validate(data)
+            metrics = loops.run_validation(self, data)
         except BaseException as exc:
             failed = True
             self._on_exception(exc)
@@ -777,92 +574,21 @@ class Trainer:
             self._teardown("validate", failed)
         return metrics
 
-    def _validate(self, data: Iterable[Any]) -> dict[str, float]:
-        hooks = self.hooks
-        model, device = self.model, self.device
-        if self._dist is not None:  # distributed: no DDP forward, so no collective per batch
-            model = self.unwrapped_model
-        move = device.type != "cpu"
-        custom = getattr(self.unwrapped_model, "validation_step", None)
-        loss_fn = self.loss_fn
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
-        was_training = model.training
-        model.eval()
-        hooks.on_val_start()
-        try:
-            autocast = self._amp.autocast() if self._amp is not None else contextlib.nullcontext()
-            with torch.inference_mode(), autocast:
-                for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
-                    if move:
-                        batch = to_device(batch, device)
-                    if self.example_input is None:
-                        self._capture_example(batch)
-                    hooks.on_val_batch_start(batch, batch_idx)
-                    n = batch_size(batch)
-                    if custom is not None:
-                        outputs = _as_metric_dict(custom(batch), type(self.unwrapped_model).__name__)
-                        values = {k: v for k, v in outputs.items() if k != "preds"}
-                    else:
-                        x, y = split_pair(batch)
-                        preds = model(x)
-                        outputs = {"preds": preds}
-                        values = {}
-                        if loss_fn is not None:
-                            outputs["loss"] = values["loss"] = loss_fn(preds, y)
-                        if preds.dim() == 2 and preds.shape[0] == n and y.dim() == 1 and not y.is_floating_point():
-                            values["acc"] = (preds.argmax(dim=1) == y).float().mean()
-                    for key, value in values.items():
-                        contribution = torch.as_tensor(value, dtype=torch.float32).detach() * n
-                        sums[key] = sums[key] + contribution if key in sums else contribution
-                    count += n
-                    hooks.on_val_batch_end(batch, batch_idx, outputs)
-        finally:
-            model.train(was_training)
-        totals = {k: float(v.item()) for k, v in sums.items()}
-        if self._dist is not None:  # distributed: the mean over every rank's shard
-            means = self._dist.reduce_validation(totals, count)
-        else:
-            means = {k: v / count for k, v in totals.items()} if count else {}
-        result = {f"val/{k}": v for k, v in means.items()}
-        self.metrics.update(result)
-        hooks.on_val_end()
-        return result
-
     # ------------------------------------------------------------------ prediction
     def predict(self, data: Iterable[Any]) -> Any:
         """Run the model over ``data``; returns the predictions, concatenated when they are tensors."""
         self._check_data(data, "data")
         self.stage = "predict"
-        hooks = self.hooks
-        model, device = self.model, self.device
-        move = device.type != "cpu"
-        custom = getattr(self.unwrapped_model, "predict_step", None)
-        results: list[Any] = []
-        was_training = model.training
+        was_training = self.model.training
         failed = False
         try:
-            model.to(device)
-            model.eval()
-            hooks.on_predict_start()
-            with torch.inference_mode():
-                for batch_idx, batch in enumerate(fast_batches(data, self.fast_data)):
-                    if move:
-                        batch = to_device(batch, device)
-                    if self.example_input is None:
-                        self._capture_example(batch)
-                    hooks.on_predict_batch_start(batch, batch_idx)
-                    out = custom(batch) if custom is not None else model(model_inputs(batch))
-                    hooks.on_predict_postprocess_end(batch, batch_idx, out)
-                    results.append(out)
-                    hooks.on_predict_batch_end(batch, batch_idx, out)
-            hooks.on_predict_end()
+            results = loops.run_prediction(self, data)
         except BaseException as exc:
             failed = True
             self._on_exception(exc)
             raise
         finally:
-            model.train(was_training)
+            self.model.train(was_training)
             self._teardown("predict", failed)
         if results and all(isinstance(r, torch.Tensor) for r in results):
             return torch.cat(results)
@@ -933,65 +659,7 @@ class Trainer:
             by a stop, it is not), and a mid-epoch checkpoint records the position to resume at.
         :param fire_hooks: False for emergency checkpoints written while handling an error.
         """
-        plugins: dict[str, Any] = {}
-        for rec in self.plugin_manager.active():
-            getter = getattr(rec.plugin, "state_dict", None)
-            if callable(getter):
-                try:
-                    state = getter()
-                except (Exception, SystemExit):  # a plugin's sys.exit() must not end an emergency save
-                    if fire_hooks:
-                        raise
-                    continue
-                if state:
-                    plugins[rec.name] = state
-        if epoch_completed is None:
-            epoch_completed = self.epoch_completed and not self._in_batch_loop
-        scheduler = self.lr_scheduler
-        checkpoint: dict[str, Any] = {
-            "format": checkpointing.FORMAT,
-            "version": checkpointing.VERSION,
-            "model": self.unwrapped_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": scheduler.state_dict()
-            if scheduler is not None and hasattr(scheduler, "state_dict")
-            else None,
-            "epoch": self.epoch,
-            "epochs": self.epochs,
-            "epoch_completed": epoch_completed,
-            "global_step": self.global_step,
-            "metrics": dict(self.metrics),
-            "history": [dict(h) for h in self.history],
-            "stop_reason": self.stop_reason,
-            "stopped_by": self.stopped_by,
-            "stop_resumable": self._stop_resumable,
-            "rng": (
-                self._rng_at_cut
-                if self._rng_at_cut is not None and not epoch_completed and not self._in_batch_loop
-                else checkpointing.capture_rng(loader_generator(self._train_data))
-            ),
-            "progress": None,
-            "plugins": plugins,
-            "world_size": self.world_size,
-            "seed": self.seed,
-            "run": self._run_record(),
-        }
-        if not epoch_completed and self._epoch_rng_start is not None:
-            losses = self._epoch_losses
-            checkpoint["progress"] = {
-                "batches_done": self._batches_done + self._skipped,
-                # The epoch's per-batch losses so far: the resumed epoch's train/loss is then
-                # computed from exactly the same numbers as without the interruption.
-                "losses": torch.stack(losses).detach().cpu() if losses else torch.zeros(0),
-                "sizes": list(self._epoch_sizes),
-                "rng_epoch_start": self._epoch_rng_start,
-                "batch_size": getattr(self._train_data, "batch_size", None),
-            }
-        if self._amp is not None and self._amp.scaler is not None:
-            checkpoint["grad_scaler"] = self._amp.state_dict()
-        if fire_hooks:
-            self.hooks.on_save_checkpoint(checkpoint)
-        return checkpoint
+        return resume_module.checkpoint_state(self, epoch_completed=epoch_completed, fire_hooks=fire_hooks)
 
     def _run_record(self) -> dict[str, Any]:
         """The settings that make this run this run (see :attr:`run_settings`): what a resume
@@ -1068,153 +736,7 @@ class Trainer:
         :raises CheckpointError: the file is missing, corrupt, unsafe or not a trainhooks
             checkpoint, or does not fit this model/optimizer; the message names the file.
         """
-        checkpoint = checkpointing.load_checkpoint(path)
-        checkpointing.check_finite_weights(checkpoint["model"], path)
-        model = self.unwrapped_model
-        try:
-            model.load_state_dict(checkpoint["model"])
-            if checkpoint.get("optimizer") is not None:
-                self.optimizer.load_state_dict(checkpoint["optimizer"])
-            if checkpoint.get("lr_scheduler") is not None and self.lr_scheduler is not None:
-                self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if first.startswith("Error(s) in loading state_dict"):  # the differences follow on other lines
-                first = checkpointing.describe_mismatch(model, checkpoint["model"])
-            raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {first}") from exc
-        if self._amp is not None:
-            self._amp.load_state_dict(checkpoint.get("grad_scaler"))
-        self.epoch = int(checkpoint.get("epoch", 0))
-        self.global_step = int(checkpoint.get("global_step", 0))
-        self.metrics = dict(checkpoint.get("metrics", {}))
-        self.history = [dict(h) for h in checkpoint.get("history", [])]
-        checkpointing.restore_plugin_states(self.plugin_manager, checkpoint, path)
-        self.hooks.on_load_checkpoint(checkpoint)
-        return checkpoint
-
-    def _auto_resume(self) -> Path | None:
-        """``fit(resume="auto")``: the newest good checkpoint in ``save_dir/weights``, or None."""
-        self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
-        choice = checkpointing.newest_good_checkpoint(self.save_dir / "weights")
-        for skipped, why in choice.skipped:
-            log.warning("not resuming from %s: %s", skipped, why)
-        if choice.path is None:
-            if self.verbose and self.is_global_zero:
-                print(f"No checkpoint in {self.save_dir / 'weights'}: starting a fresh run", flush=True)
-            return None
-        if choice.skipped:
-            log.warning("resuming from the previous good checkpoint, %s, instead", choice.path)
-        return choice.path
-
-    def _resume(self, path: str | os.PathLike[str]) -> int:
-        """Restore a checkpoint inside fit; returns the epoch to start at."""
-        self.checkpoint_writer.wait()  # a write in flight may be replacing that very file
-        checkpoint = self.load_checkpoint(path)
-        if self.is_global_zero:  # even when quiet: which file a run continues from is never noise
-            print(
-                f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, "
-                f"step {int(checkpoint.get('global_step', 0))})",
-                flush=True,
-            )
-        stopped_by = checkpoint.get("stopped_by")
-        resumable = stopped_by in (None, "signal") or checkpoint.get("stop_resumable", False)
-        if checkpoint.get("stop_reason") and not resumable:
-            raise ConfigError(
-                f"checkpoint {path} is from a run that already finished: {checkpoint['stop_reason']} "
-                f"(stopped by {stopped_by}); start a new run instead of resuming it"
-            )
-        completed = bool(checkpoint.get("epoch_completed", True))
-        progress = checkpoint.get("progress")
-        planned = checkpoint.get("epochs")
-        if planned is not None and int(planned) != self.epochs and checkpoint.get("lr_scheduler") is not None:
-            log.warning(
-                "checkpoint %s comes from a run planned for %d epochs, this one has %d: the LR scheduler "
-                "continues exactly as saved, with a schedule made for %d epochs",
-                path,
-                int(planned),
-                self.epochs,
-                int(planned),
-            )
-        saved_seed = checkpoint.get("seed")
-        if saved_seed is not None and self.seed is not None and int(saved_seed) != self.seed:
-            log.warning(
-                "checkpoint %s was trained with seed %d, this run has seed %d: the random states are restored "
-                "from the checkpoint, but whatever the seed decided before training (a task's train/val split, "
-                "the initial weights) now differs; resume with --seed %d to continue the same run",
-                path,
-                int(saved_seed),
-                self.seed,
-                int(saved_seed),
-            )
-        generator = loader_generator(self._train_data)
-        if completed or not progress:
-            start = self.epoch + 1 if completed else self.epoch
-            if start >= self.epochs:
-                raise ConfigError(
-                    f"checkpoint {path} already completed {start} of {self.epochs} epochs; "
-                    f"pass more epochs (--epochs N with N > {start}) to train further"
-                )
-            self._restore_random_state(checkpoint.get("rng") or {}, generator)
-            return start
-        if self.epoch >= self.epochs:
-            raise ConfigError(
-                f"checkpoint {path} was taken in epoch {self.epoch + 1}, but this run has only {self.epochs} epochs; "
-                f"pass more epochs (--epochs N with N > {self.epoch}) to train further"
-            )
-        saved_batch = progress.get("batch_size")
-        batch_size = getattr(self._train_data, "batch_size", None)
-        if int(checkpoint.get("world_size", 1)) != self.world_size or (
-            saved_batch is not None and batch_size is not None and int(saved_batch) != batch_size
-        ):
-            # The shards of a DistributedSampler depend on the world size, the batches on the
-            # batch size: the batches done so far cannot be identified in the new split, so the
-            # epoch starts over.
-            log.warning(
-                "checkpoint %s was taken mid-epoch with %s processes and batch size %s, this run has %d and %s: "
-                "epoch %d starts over",
-                path,
-                checkpoint.get("world_size", 1),
-                saved_batch,
-                self.world_size,
-                batch_size,
-                self.epoch + 1,
-            )
-            self.history = self.history[: self.epoch]
-            self._restore_random_state(checkpoint.get("rng") or {}, generator)
-            return self.epoch
-        # Mid-epoch: replay this epoch's data order, skip the batches already trained on, then
-        # continue with the random state the checkpoint was taken with.
-        self.history = self.history[: self.epoch]
-        self._resume_position = {**progress, "rng_now": checkpoint.get("rng") or {}}
-        log.info("resuming epoch %d at batch %d", self.epoch + 1, progress["batches_done"])
-        return self.epoch
-
-    def _skip_batches(self, batches: Any, position: dict[str, Any], generator: Any) -> None:
-        """Advance ``batches`` past the ones a mid-epoch checkpoint had already trained on."""
-        todo = int(position["batches_done"])
-        for done in range(todo):
-            try:
-                next(batches)
-            except StopIteration:
-                raise CheckpointError(
-                    f"the checkpoint was taken after {todo} batches of epoch {self.epoch + 1}, "
-                    f"but the training data has only {done} batches: is it the same data?"
-                ) from None
-        self._skipped = todo
-        self._restore_random_state(position["rng_now"], generator)
-
-    def _restore_random_state(self, state: dict[str, Any], generator: Any) -> None:
-        """Put back a checkpoint's random state; in distributed runs, re-seed each rank instead.
-
-        Only rank 0 writes checkpoints, so they hold rank 0's generators; giving them to every
-        rank would make all ranks draw the same dropout masks. Each rank is re-seeded from the
-        seed, its rank and the step instead (data order under DistributedSampler depends on
-        seed and epoch only, so it is unaffected).
-        """
-        if self.world_size > 1:
-            seed_everything((self.seed or 0) + self.rank + 1_000_003 * self.global_step)
-            return
-        checkpointing.restore_rng(state, generator)
+        return resume_module.restore(self, path)
 
     def _emergency_checkpoint(self, exc: BaseException) -> None:
         """After a failure (``on_exception`` has fired): save what was trained, without hooks,
@@ -1277,8 +799,7 @@ class Trainer:
                     "continue it with --resume auto (fit(resume='auto')), start over in it with --overwrite "
                     "(Trainer(overwrite=True)), or choose another --save-dir"
                 )
-        if self._dist is not None:  # distributed: every rank refuses, or none
-            problem = self._dist.broadcast(problem, "the save_dir check")
+        problem = self.strategy.agree(problem, "the save_dir check")  # every rank refuses, or none
         if problem is not None:
             raise ConfigError(problem)
 
@@ -1335,16 +856,6 @@ def _plain(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(_plain(v) for v in value)
     return False
-
-
-def _as_metric_dict(out: Any, owner: str) -> dict[str, Any]:
-    if isinstance(out, torch.Tensor):
-        return {"loss": out}
-    if isinstance(out, Mapping):
-        return dict(out)
-    raise ConfigError(
-        f"{owner}.validation_step must return a tensor or a dict of metric tensors, got {type(out).__name__}"
-    )
 
 
 __all__ = ["FitResult", "Trainer", "seed_everything"]

@@ -1,0 +1,106 @@
+"""Stop state: who asked training to stop, why, and whether a later run may continue it.
+
+Three sources end a fit before its last epoch: a plugin's ``should_stop`` answer, a signal
+(SIGINT, SIGTERM, the scheduler's pre-emption signal; see :mod:`trainhooks.signals`) and the
+length controls. :class:`StopState` records the one that won. Under torchrun the answers are
+first agreed between the ranks by the strategy, so every rank records the same stop at the same
+step. A stop asked for before ``min_epochs``/``min_steps`` is deferred (:meth:`StopState.defer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from trainhooks.errors import PluginError
+
+if TYPE_CHECKING:
+    from trainhooks.trainer import Trainer
+
+log = logging.getLogger("trainhooks")
+
+StopAnswer = tuple[object, str]
+"""A firstresult ``should_stop`` answer: (the value a plugin returned, the plugin's name)."""
+
+
+@dataclass
+class StopState:
+    """The stop of the current fit (reset at each ``fit``)."""
+
+    requested: bool = False
+    reason: str | None = None
+    stopped_by: str | None = None
+    resumable: bool = False
+    """A budget (the timer) ended this run, not the training: ``--resume`` may continue it."""
+    interrupted: str | None = None
+    """The name of the signal that stopped the run, if one did."""
+    deferred_reason: str | None = None
+    """The latest stop request deferred by a minimum (min_epochs / min_steps), if any."""
+
+    def reset(self) -> None:
+        self.requested, self.reason, self.stopped_by, self.resumable = False, None, None, False
+        self.interrupted = self.deferred_reason = None
+
+    def accept(self, trainer: Trainer, answer: StopAnswer, where: str) -> bool:
+        """Record a plugin's ``should_stop`` answer; True when it stops training.
+
+        A value that is not None, a bool or a str is a :class:`PluginError` (or disables a
+        ``--non-critical`` plugin). A stop before the run's minimum length is deferred.
+        """
+        value, plugin = answer
+        if isinstance(value, str):
+            reason = value
+        elif isinstance(value, bool):
+            reason = f"stop requested by plugin {plugin!r}"
+        else:
+            error = PluginError(
+                f"plugin {plugin!r}: should_stop must return None, a bool or a str reason, "
+                f"got {type(value).__name__} ({value!r})",
+                plugin=plugin,
+            )
+            host = trainer.plugin_manager
+            if host.get_plugin(plugin) is not None and not host.is_critical(plugin):
+                # --non-critical covers a wrong answer like any other failure of the plugin.
+                host.disable_after_failure(plugin, "should_stop", error)
+                return False
+            raise error
+        if not value:
+            return False
+        if self.defer(trainer, f"{plugin}: {reason}"):
+            return False
+        self.requested, self.reason, self.stopped_by = True, reason, plugin
+        # A budget (the timer) ends this run but not the training: a plugin says so with
+        # ``resumable_stop = True``, and --resume may then continue from the checkpoint.
+        self.resumable = getattr(trainer.plugin_manager.get_plugin(plugin), "resumable_stop", False) is True
+        log.info(
+            "stop requested by %s after %s (epoch %d, step %d): %s",
+            plugin,
+            where,
+            trainer.epoch,
+            trainer.global_step,
+            reason,
+        )
+        return True
+
+    def accept_signal(self, trainer: Trainer, name: str) -> None:
+        """A signal stops training after the current batch (never deferred: it is the user's)."""
+        self.requested, self.interrupted = True, name
+        self.reason, self.stopped_by = f"interrupted by {name}", "signal"
+        if trainer.is_global_zero:  # under torchrun every rank gets the signal: say it once
+            log.warning("%s received: stopping after epoch %d, step %d", name, trainer.epoch + 1, trainer.global_step)
+
+    def defer(self, trainer: Trainer, what: str) -> bool:
+        """True (and a message, once per request) when a stop must wait for the minimum length."""
+        short = trainer.min_length_missing()
+        if short is None:
+            return False
+        if self.deferred_reason != what and trainer.is_global_zero:
+            log.warning("stop deferred: %s asked to stop, but %s", what, short)
+            if trainer.verbose:
+                print(f"Stop deferred: {what} asked to stop, but {short}", flush=True)
+        self.deferred_reason = what
+        return True
+
+
+__all__ = ["StopAnswer", "StopState"]
