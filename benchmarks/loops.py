@@ -88,6 +88,8 @@ class Loop:
     framework: str = "plain"
     requires: str | None = None
     """A module that must be importable (peers are optional: the ``bench`` extra)."""
+    workloads: tuple[str, ...] = ("tiny", "small")
+    """The workloads it runs on (the compiled loops only on ``small``: compiling is slow)."""
 
     def missing(self) -> str | None:
         """Why this loop cannot run here, or None."""
@@ -101,12 +103,13 @@ class Loop:
 
 
 # ---------------------------------------------------------------------- plain PyTorch
-def _plain(data_path: str) -> Callable[[Workload, int, EpochClock], None]:
+def _plain(data_path: str, accumulate: int = 1, compiled: bool = False) -> Callable[[Workload, int, EpochClock], None]:
     def run(wl: Workload, epochs: int, clock: EpochClock) -> None:
         model = wl.model()
         optimizer = wl.make_optimizer(model)
         loss_fn = nn.CrossEntropyLoss()
         loader = wl.loader()
+        forward = torch.compile(model) if compiled else model
         data: Any
         if data_path == "prebatched":
             data = list(loader)  # collated once, outside the timing; the same order every epoch
@@ -118,11 +121,24 @@ def _plain(data_path: str) -> Callable[[Workload, int, EpochClock], None]:
         else:
             data = loader
         model.train()
+        if accumulate > 1:
+            n_batches = len(loader)
+            for _ in range(epochs):
+                clock.epoch()
+                for i, (x, y) in enumerate(data):
+                    group = min(accumulate, n_batches - (i - i % accumulate))
+                    (loss_fn(forward(x), y) / group).backward()
+                    if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                clock.steps_done()
+            clock.done()
+            return
         for _ in range(epochs):
             clock.epoch()
             for x, y in data:
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(forward(x), y)
                 loss.backward()
                 optimizer.step()
             clock.steps_done()
@@ -198,7 +214,9 @@ def _scratch_dir() -> Iterator[str]:
         yield tmp
 
 
-def make_trainer(wl: Workload, epochs: int, plugins: str, fast: bool, extra: list[Any], save_dir: str) -> Any:
+def make_trainer(
+    wl: Workload, epochs: int, plugins: str, fast: bool, extra: list[Any], save_dir: str, **settings: Any
+) -> Any:
     """A trainhooks Trainer for ``wl``: ``plugins`` is ``none``, ``default``, ``noop20``, ``mlflow`` or ``wandb``."""
     from trainhooks import Trainer
 
@@ -220,6 +238,7 @@ def make_trainer(wl: Workload, epochs: int, plugins: str, fast: bool, extra: lis
         save_dir=save_dir,
         fast_data=fast,
         device="cpu",
+        **settings,
     )
 
 
@@ -238,10 +257,12 @@ def tracker_plugin(name: str, save_dir: str) -> Any:
     return WandbTracker(mode="offline", dir=save_dir)
 
 
-def _trainhooks(plugins: str, fast: bool) -> Callable[[Workload, int, EpochClock], None]:
+def _trainhooks(plugins: str, fast: bool, **settings: Any) -> Callable[[Workload, int, EpochClock], None]:
     def run(wl: Workload, epochs: int, clock: EpochClock) -> None:
         with _scratch_dir() as tmp:
-            trainer = make_trainer(wl, epochs, plugins, fast, [_stamp_plugin(clock)], os.path.join(tmp, "run"))
+            trainer = make_trainer(
+                wl, epochs, plugins, fast, [_stamp_plugin(clock)], os.path.join(tmp, "run"), **settings
+            )
             trainer.fit(wl.loader())
 
     return run
@@ -354,6 +375,30 @@ LOOPS: list[Loop] = [
         _trainhooks("wandb", True),
         "trainhooks",
         requires="trainhooks_wandb",
+    ),
+    # Loop controls (issue 13): gradient accumulation, torch.compile, against the same plain loop.
+    Loop("plain-acc4", "plain loop, fast path, accumulating 4 batches", "fast", _plain("fast", accumulate=4)),
+    Loop(
+        "th-acc4",
+        "trainhooks, no plugins, accumulate_grad_batches=4",
+        "fast",
+        _trainhooks("none", True, accumulate_grad_batches=4),
+        "trainhooks",
+    ),
+    Loop(
+        "plain-compiled",
+        "plain loop, fast path, torch.compile(model)",
+        "fast",
+        _plain("fast", compiled=True),
+        workloads=("small",),
+    ),
+    Loop(
+        "th-compiled",
+        "trainhooks, no plugins, compile=True",
+        "fast",
+        _trainhooks("none", True, compile=True),
+        "trainhooks",
+        workloads=("small",),
     ),
     Loop("ignite", "Ignite create_supervised_trainer", "dataloader", _ignite, "ignite", requires="ignite"),
     Loop(

@@ -37,6 +37,15 @@ TARGETS = [
     Target("tiny", "th-default-dl", "plain-dl", 1.10, "default plugin set within 10% (DataLoader)"),
     Target("tiny", "th-default", "plain-fast", 1.10, "default plugin set within 10% (fast path)"),
     Target("tiny", "th-bare", "plain-dl", 0.75, "fast path faster than the plain DataLoader loop (ratio <= 0.75)"),
+    Target("tiny", "th-acc4", "plain-acc4", 1.03, "accumulate_grad_batches=4 within 3% of the same plain loop"),
+    Target("small", "th-acc4", "plain-acc4", 1.02, "accumulate_grad_batches=4 within 2% of the same plain loop"),
+    Target(
+        "small",
+        "th-compiled",
+        "plain-compiled",
+        1.03,
+        "compile=True within 3% of the plain loop over the compiled model",
+    ),
     *[
         Target(
             "small",

@@ -118,6 +118,11 @@ class HookDispatcher:
         for name in [n for n in self.__dict__ if n in self._hook_names]:
             del self.__dict__[name]
 
+    def implemented(self, name: str) -> bool:
+        """Whether any plugin implements hook ``name`` here (on this rank): callers skip the
+        work of preparing its arguments when none does."""
+        return self._dispatch(name) not in (_noop, _collect_noop)
+
     def enable_profiling(self, profile: HookProfile | None = None) -> HookProfile:
         """Time every implementation from now on (``--profile-hooks``)."""
         self.profile = profile or HookProfile()
@@ -371,6 +376,12 @@ class HookDispatcher:
 
     def on_after_backward(self) -> None:
         return self._dispatch("on_after_backward")()
+
+    def on_train_microbatch_end(self, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+        return self._dispatch("on_train_microbatch_end")(batch, batch_idx, outputs)
+
+    def on_log(self, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        return self._dispatch("on_log")(metrics, step, epoch_end)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         return self._dispatch("on_before_optimizer_step")(optimizer)

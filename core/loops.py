@@ -11,6 +11,7 @@ run starts is :mod:`trainhooks.resume`'s; the stop state is :mod:`trainhooks.sto
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import torch
 
 from trainhooks import checkpointing, resume, step, strategy
 from trainhooks.batches import batch_size, loader_generator, safe_len, to_device
+from trainhooks.controls import apply_limit
 from trainhooks.data import fast_batches
 from trainhooks.errors import NothingUsableError
 
@@ -85,8 +87,10 @@ class FitLoop:
             t._ensure_save_dir()
         start_epoch = resume.resume(t, resume_from) if resume_from is not None else 0
         self.train_data, self.val_data = t.strategy.prepare(self.train_data, self.val_data)
-        t.num_train_batches = safe_len(self.train_data)
-        t.num_val_batches = safe_len(self.val_data) if self.val_data is not None else None
+        t.num_train_batches = apply_limit("limit_train_batches", t.limit_train_batches, safe_len(self.train_data))
+        if self.val_data is not None:
+            t.num_val_batches = apply_limit("limit_val_batches", t.limit_val_batches, safe_len(self.val_data))
+        t._validated_at_step = None
         hooks.on_pretrain_routine_end()
         t._first_step = t.global_step
         t.epoch = start_epoch  # on_train_start sees the first epoch to run
@@ -101,19 +105,30 @@ class FitLoop:
             if t._stop.requested:
                 break
         if not t._stop.requested:
-            t.stop_reason = f"completed {t.epochs} epochs"
+            t.stop_reason = f"completed {t.epochs} epoch{'s' if t.epochs != 1 else ''}"
 
     def one_epoch(self) -> None:
         t = self.trainer
         t.strategy.set_epoch(t.epoch)  # a new shuffle of the shards under DDP
-        TrainEpoch(t, self.train_data).run()
-        if self.val_data is not None:
+        TrainEpoch(t, self.train_data, self.val_data).run()
+        if self.val_data is not None and self.validates_now():
             run_validation(t, self.val_data)
         t.strategy.sync_metrics(t.metrics)  # every rank sees the same metrics
         t._log.open_row()
         t.hooks.on_fit_epoch_end()
+        row = t._log.close_row()
+        if row is not None and t.hooks.implemented("on_log"):
+            t.hooks.on_log(dict(row), t.global_step, True)
         if not t._stop.requested:
             t._consult_should_stop()
+
+    def validates_now(self) -> bool:
+        """Validation at this epoch's end: every ``val_every_n_epochs``, unless it just ran."""
+        t = self.trainer
+        every = t.val_every_n_epochs
+        if every is None or (t.epoch + 1) % every:
+            return False
+        return t._validated_at_step != t.global_step
 
     def finish(self) -> None:
         t = self.trainer
@@ -142,18 +157,33 @@ class FitLoop:
 
 # ---------------------------------------------------------------------- one training epoch
 class TrainEpoch:
-    """The training part of one epoch: start, the batch loop, the epoch's loss and hooks."""
+    """The training part of one epoch: start, the batch loop, the epoch's loss and hooks.
 
-    def __init__(self, trainer: Trainer, data: Iterable[Any]) -> None:
+    Without accumulation every batch is one optimizer step (:meth:`step_each_batch`, the hot
+    loop). With ``accumulate_grad_batches`` N, :meth:`accumulate` steps once per N micro-batches
+    (and once for the last, partial group), skipping DDP's gradient sync on the others.
+    """
+
+    def __init__(self, trainer: Trainer, data: Iterable[Any], val_data: Iterable[Any] | None = None) -> None:
         self.trainer = trainer
         self.data = data
+        self.val_data = val_data
+        t = trainer
+        self.run_step = step.training_step(t)
+        self.backward, self.optimizer_step = step.backward_and_step(t)
+        self.params = [p for g in t.optimizer.param_groups for p in g["params"]]
+        self.log_every = t.log_every_n_steps if t.hooks.implemented("on_log") else None
+        self.val_every = t.val_every_n_steps if val_data is not None else None
 
     def run(self) -> None:
         t = self.trainer
         batches = self.start()
         t._log.in_batch_loop = True
         try:
-            self.batch_loop(batches)
+            if t.accumulate_grad_batches > 1:
+                self.accumulate(batches, t.accumulate_grad_batches)
+            else:
+                self.step_each_batch(batches)
         except Exception as exc:
             failure = t.strategy.step_failure(exc)
             if failure is exc:
@@ -172,22 +202,21 @@ class TrainEpoch:
         t.model.train()
         t._log.start_epoch()
         t.hooks.on_train_epoch_start()
-        batches = enumerate(fast_batches(self.data, t.fast_data))
+        source = fast_batches(self.data, t.fast_data)
+        if t.num_train_batches is not None and t.limit_train_batches is not None:
+            source = itertools.islice(source, t.num_train_batches)
+        batches = enumerate(source)
         if position is not None:
             resume.skip_batches(t, batches, position, generator)
             t._position.losses.extend(position["losses"].to(t.device).unbind())
             t._position.sizes.extend(int(n) for n in position["sizes"])
+            t._position.step_boundary()
         return prepared(t, batches, t.hooks.on_train_batch_start, training=True)
 
-    def batch_loop(self, batches: Iterator[tuple[int, Any]]) -> None:
+    def step_each_batch(self, batches: Iterator[tuple[int, Any]]) -> None:
         """The hot loop: one optimizer step per batch, the hooks around it, the stop check."""
         t = self.trainer
-        hooks, optimizer, position, stop = t.hooks, t.optimizer, t._position, t._stop
-        run_step = step.training_step(t)
-        backward, optimizer_step = step.backward_and_step(t)
-        clip = t.grad_clip_norm
-        params = [p for group in optimizer.param_groups for p in group["params"]] if clip else []
-        agree, watch = t.strategy.agree_stop, t._signals
+        hooks, position, run_step, backward = t.hooks, t._position, self.run_step, self.backward
         losses, sizes = position.losses, position.sizes
         for batch_idx, batch in batches:
             outputs = run_step(batch)
@@ -195,30 +224,95 @@ class TrainEpoch:
             hooks.on_before_backward(loss)
             backward(loss)
             hooks.on_after_backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            hooks.on_before_optimizer_step(optimizer)
-            t._updating = True
-            optimizer_step()
-            hooks.optimizer_step(optimizer)
-            hooks.on_params_update()
-            hooks.on_before_zero_grad(optimizer)
-            optimizer.zero_grad(set_to_none=True)
-            t.global_step += 1
-            t._updating = False
             outputs["loss"] = detached = loss.detach()
             losses.append(detached)
             sizes.append(batch_size(batch))
             position.batches_done += 1
-            hooks.on_train_batch_end(batch, batch_idx, outputs)
-            answer, interrupt = agree(hooks.should_stop(), batch_idx, watch.received if watch is not None else None)
-            if answer is not None and stop.accept(t, answer, "batch"):
-                break
-            if interrupt is not None:
-                stop.accept_signal(t, interrupt)
-                break
-        else:
-            position.completed = True
+            hooks.on_train_microbatch_end(batch, batch_idx, outputs)
+            self.optimizer_update()
+            if self.after_step(batch, batch_idx, outputs):
+                return
+        position.completed = True
+
+    def accumulate(self, batches: Iterator[tuple[int, Any]], n: int) -> None:
+        """One optimizer step per ``n`` micro-batches; gradients are the mean over the group."""
+        t = self.trainer
+        hooks, position, run_step, backward = t.hooks, t._position, self.run_step, self.backward
+        total = t.num_train_batches  # None: the last group's size is known only at the end
+        group: list[torch.Tensor] = []
+        batch_idx, batch = -1, None
+        for batch_idx, batch in batches:
+            start = batch_idx - len(group)
+            size = n if total is None else min(n, total - start)
+            last = len(group) + 1 >= size
+            with contextlib.nullcontext() if last else t.strategy.no_sync(t.model):
+                outputs = run_step(batch)
+                loss = outputs["loss"]
+                hooks.on_before_backward(loss)
+                backward(loss / size)
+            hooks.on_after_backward()
+            outputs["loss"] = detached = loss.detach()
+            group.append(detached)
+            position.losses.append(detached)
+            position.sizes.append(batch_size(batch))
+            position.batches_done += 1
+            hooks.on_train_microbatch_end(batch, batch_idx, outputs)
+            if not last:
+                continue
+            self.optimizer_update()
+            outputs["loss"] = torch.stack(group).mean()
+            group = []
+            if self.after_step(batch, batch_idx, outputs):
+                return
+        if group:  # an unsized iterable ended inside a group: step it, as the mean of what it had
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.mul_(n / len(group))
+            self.optimizer_update()
+            if self.after_step(batch, batch_idx, {"loss": torch.stack(group).mean()}):
+                return
+        position.completed = True
+
+    def optimizer_update(self) -> None:
+        """Clip, step, zero the gradients, count the step; the optimizer hooks around it."""
+        t = self.trainer
+        hooks, optimizer = t.hooks, t.optimizer
+        clip = t.grad_clip_norm
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.params, clip)
+        hooks.on_before_optimizer_step(optimizer)
+        t._updating = True
+        self.optimizer_step()
+        hooks.optimizer_step(optimizer)
+        hooks.on_params_update()
+        hooks.on_before_zero_grad(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        t.global_step += 1
+        t._updating = False
+        t._position.step_boundary()
+
+    def after_step(self, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> bool:
+        """``on_train_batch_end``, per-step logging and validation, the stop checks; True: stop."""
+        t = self.trainer
+        t.hooks.on_train_batch_end(batch, batch_idx, outputs)
+        step_no = t.global_step
+        if self.log_every is not None and step_no % self.log_every == 0:
+            log_step(t, outputs)
+        if self.val_every is not None and step_no % self.val_every == 0:
+            validate_mid_epoch(t, self.val_data)  # type: ignore[arg-type]
+        watch = t._signals
+        answer, interrupt = t.strategy.agree_stop(
+            t.hooks.should_stop(), batch_idx, watch.received if watch is not None else None
+        )
+        stop = t._stop
+        if answer is not None and stop.accept(t, answer, "batch"):
+            return True
+        if interrupt is not None:
+            stop.accept_signal(t, interrupt)
+            return True
+        if answer is None and stop.deferred is not None and stop.release(t, "batch"):
+            return True
+        return t.max_steps is not None and step_no >= t.max_steps and stop.reach_max_steps(t)
 
     def end(self) -> None:
         """The epoch's ``train/loss`` and ``lr``, the tensors logged per step; ``on_train_epoch_end``."""
@@ -241,6 +335,29 @@ class TrainEpoch:
         t.hooks.on_train_epoch_end()
 
 
+def log_step(trainer: Trainer, outputs: dict[str, Any]) -> None:
+    """``on_log`` for one step: its loss, lr and the values logged since (the only sync here)."""
+    t = trainer
+    values = {"train/loss": float(outputs["loss"].item()), "lr": float(t.optimizer.param_groups[0]["lr"])}
+    for name, value in t._log.pending_values().items():
+        values[name] = float(value.item())
+    t.hooks.on_log(values, t.global_step, False)
+
+
+def validate_mid_epoch(trainer: Trainer, val_data: Iterable[Any]) -> None:
+    """Validation every ``val_every_n_steps``: the validation hooks, ``val/*`` into the metrics."""
+    t = trainer
+    t._log.in_batch_loop = False  # values logged in the validation hooks are converted at once
+    try:
+        result = run_validation(t, val_data)
+    finally:
+        t._log.in_batch_loop = True
+        t.model.train()
+    t._validated_at_step = t.global_step
+    if t.hooks.implemented("on_log"):
+        t.hooks.on_log(dict(result), t.global_step, False)
+
+
 # ---------------------------------------------------------------------- validation
 def run_validation(trainer: Trainer, data: Iterable[Any]) -> dict[str, float]:
     """One pass over ``data`` in eval mode; the ``val/*`` means go into the metrics."""
@@ -255,7 +372,10 @@ def run_validation(trainer: Trainer, data: Iterable[Any]) -> dict[str, float]:
     try:
         autocast = t._amp.autocast() if t._amp is not None else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
-            batches = prepared(t, enumerate(fast_batches(data, t.fast_data)), hooks.on_val_batch_start, training=False)
+            source = fast_batches(data, t.fast_data)
+            if t.limit_val_batches is not None:
+                source = itertools.islice(source, apply_limit("limit_val_batches", t.limit_val_batches, safe_len(data)))
+            batches = prepared(t, enumerate(source), hooks.on_val_batch_start, training=False)
             for batch_idx, batch in batches:
                 n = batch_size(batch)
                 outputs, values = val_step(batch, n)

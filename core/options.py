@@ -29,36 +29,29 @@ from trainhooks.errors import ConfigError, PluginError, did_you_mean
 if TYPE_CHECKING:
     from trainhooks.host import PluginHost
 
-#: Option names trainhooks' own command line uses: a plugin may not declare them.
-CORE_OPTIONS = frozenset(
-    {
-        "task",
-        "epochs",
-        "batch_size",
-        "lr",
-        "seed",
-        "save_dir",
-        "device",
-        "plugin",
-        "quiet",
-        "name",
-        "resume",
-        "profile_hooks",
-        "non_critical",
-        "help",
-        "weights",
-        "format",
-        "output",
-        "json",
-        "loop",
-        "precision",
-        "dist_timeout",
-        "dist_sync_every",
-        "stop_timeout",
-        "preempt_signal",
-        "overwrite",
-    }
-)
+
+def core_option_names() -> frozenset[str]:
+    """Option names plugins may not declare: every flag of the run commands (``fit``,
+    ``validate``, ``predict``, ``export``) as the parser defines it, so a new core flag is
+    reserved the moment it exists, plus ``help`` and the listing commands' ``json``/``loop``."""
+    from trainhooks.cli.args import RUN_COMMANDS, build_parser
+
+    parser = build_parser()
+    names = {"help", "json", "loop"}
+    for action in parser._actions:  # argparse keeps subparsers as an action with choices
+        for command, sub in (getattr(action, "choices", None) or {}).items():
+            if command in RUN_COMMANDS:
+                names.update(a.dest for a in sub._actions)
+    return frozenset(names)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CORE_OPTIONS":  # computed on first use: building the parser is not free
+        value = core_option_names()
+        globals()["CORE_OPTIONS"] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _ARGPARSE_KEYS = {"type", "default", "help", "choices", "action", "metavar", "nargs", "dest", "required"}
 

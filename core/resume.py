@@ -45,22 +45,34 @@ class EpochPosition:
     """The random state the epoch started with (a resumed epoch replays its data order from it)."""
     rng_at_cut: dict[str, Any] | None = None
     """The random state where an epoch cut short by a stop will pick up again."""
+    at_step: tuple[int, int] = (0, 0)
+    """(batches done, losses recorded) at the last optimizer step: with gradient accumulation a
+    checkpoint taken inside a group (only an emergency one can be) resumes at the group's start."""
 
     def start(self, rng_start: dict[str, Any]) -> None:
         self.completed = False
         self.batches_done = self.skipped = 0
         self.losses, self.sizes = [], []
         self.rng_start, self.rng_at_cut = rng_start, None
+        self.at_step = (0, 0)
+
+    def step_boundary(self) -> None:
+        """An optimizer step happened: everything trained so far is in the weights."""
+        self.at_step = (self.batches_done, len(self.losses))
 
     def record(self, batch_size: int | None) -> dict[str, Any]:
         """The checkpoint's ``progress`` entry for a mid-epoch checkpoint."""
-        losses = self.losses
+        done, recorded = self.at_step
+        if done == self.batches_done:  # at a step boundary (always, without accumulation)
+            losses, sizes = self.losses, self.sizes
+        else:
+            losses, sizes = self.losses[:recorded], self.sizes[:recorded]
         return {
-            "batches_done": self.batches_done + self.skipped,
+            "batches_done": done + self.skipped,
             # The epoch's per-batch losses so far: the resumed epoch's train/loss is then
             # computed from exactly the same numbers as without the interruption.
             "losses": torch.stack(losses).detach().cpu() if losses else torch.zeros(0),
-            "sizes": list(self.sizes),
+            "sizes": list(sizes),
             "rng_epoch_start": self.rng_start,
             "batch_size": batch_size,
         }

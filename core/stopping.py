@@ -35,12 +35,21 @@ class StopState:
     """A budget (the timer) ended this run, not the training: ``--resume`` may continue it."""
     interrupted: str | None = None
     """The name of the signal that stopped the run, if one did."""
-    deferred_reason: str | None = None
-    """The latest stop request deferred by a minimum (min_epochs / min_steps), if any."""
+    deferred: StopAnswer | None = None
+    """The latest stop request deferred by a minimum (min_epochs / min_steps): it stops training
+    as soon as the minimum is reached, even if its plugin does not ask again."""
+    at_limit: bool = False
+    """The stop is the run's own length limit (max_steps), not an early stop."""
 
     def reset(self) -> None:
         self.requested, self.reason, self.stopped_by, self.resumable = False, None, None, False
-        self.interrupted = self.deferred_reason = None
+        self.interrupted = self.deferred = None
+        self.at_limit = False
+
+    @property
+    def early(self) -> bool:
+        """A plugin or a signal ended training before its planned length."""
+        return self.requested and not self.at_limit
 
     def accept(self, trainer: Trainer, answer: StopAnswer, where: str) -> bool:
         """Record a plugin's ``should_stop`` answer; True when it stops training.
@@ -67,7 +76,7 @@ class StopState:
             raise error
         if not value:
             return False
-        if self.defer(trainer, f"{plugin}: {reason}"):
+        if self.defer(trainer, answer, reason):
             return False
         self.requested, self.reason, self.stopped_by = True, reason, plugin
         # A budget (the timer) ends this run but not the training: a plugin says so with
@@ -90,16 +99,29 @@ class StopState:
         if trainer.is_global_zero:  # under torchrun every rank gets the signal: say it once
             log.warning("%s received: stopping after epoch %d, step %d", name, trainer.epoch + 1, trainer.global_step)
 
-    def defer(self, trainer: Trainer, what: str) -> bool:
+    def defer(self, trainer: Trainer, answer: StopAnswer, reason: str) -> bool:
         """True (and a message, once per request) when a stop must wait for the minimum length."""
         short = trainer.min_length_missing()
         if short is None:
             return False
-        if self.deferred_reason != what and trainer.is_global_zero:
-            log.warning("stop deferred: %s asked to stop, but %s", what, short)
-            if trainer.verbose:
-                print(f"Stop deferred: {what} asked to stop, but {short}", flush=True)
-        self.deferred_reason = what
+        if self.deferred is None or self.deferred[1] != answer[1]:
+            text = f"stop deferred: {answer[1]} asked to stop ({reason}), but {short}"
+            if trainer.is_global_zero:
+                log.warning("%s", text)
+        self.deferred = answer
+        return True
+
+    def release(self, trainer: Trainer, where: str) -> bool:
+        """A deferred stop takes effect once the minimum is reached; True when it does."""
+        if self.deferred is None or trainer.min_length_missing() is not None:
+            return False
+        answer, self.deferred = self.deferred, None
+        return self.accept(trainer, answer, where)
+
+    def reach_max_steps(self, trainer: Trainer) -> bool:
+        """``max_steps`` reached: the run's planned end (not an early stop)."""
+        self.requested, self.at_limit = True, True
+        self.reason, self.stopped_by = f"reached max_steps ({trainer.max_steps} steps)", None
         return True
 
 

@@ -12,11 +12,11 @@ itself implements the hooks and gets the lifecycle right once, for every tracker
 * parameters: the trainer's settings and the options of every enabled plugin
   (:func:`run_params`), logged once, when the run is created;
 * tags: ``task``, ``trainhooks_version`` at the start, ``stop_reason`` at the end;
-* metrics: every epoch's ``trainer.metrics`` at step = epoch number (1-based, as in
-  metrics.csv), after the other ``on_fit_epoch_end`` implementations (``trylast``) so what they
-  logged is included; and, where the engine has per-step logging (the ``on_log`` hook), each
-  per-step value at step = ``trainer.global_step``, named with a ``_step`` suffix
-  (``train/loss_step``) so it never mixes with the epoch series of the same metric;
+* metrics: every epoch's final row (the ``on_log`` call with ``epoch_end`` true, after every
+  ``on_fit_epoch_end``, so what any plugin logged there is included) at step = epoch number
+  (1-based, as in metrics.csv); and every ``log_every_n_steps`` steps the per-step values of
+  ``on_log`` at step = ``trainer.global_step``, named with a ``_step`` suffix
+  (``train/loss_step``) so they never mix with the epoch series of the same metric;
 * artifacts: the files the run announced (``trainer.log_artifact``: ``metrics.csv``,
   ``results.png``) and every checkpoint file ``on_model_save`` reported (``weights/last.pt``,
   ``weights/best.pt``), logged in ``teardown``, when they exist and hold their final content;
@@ -185,16 +185,15 @@ class TrackerSink(Callback):
         if not self.resumed:
             self.log_params(run_params(trainer))
 
-    @hookimpl(trylast=True)
-    def on_fit_epoch_end(self, trainer: Trainer) -> None:
-        if self.run_id is not None:
-            self.log_metrics({k: float(v) for k, v in trainer.metrics.items()}, trainer.epoch + 1)
-
     @hookimpl(optionalhook=True)
-    def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int) -> None:
-        if self.run_id is not None:
-            named = {(k if k.endswith("_step") else f"{k}_step"): float(v) for k, v in metrics.items()}
-            self.log_step_metrics(named, int(step))
+    def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        if self.run_id is None:
+            return
+        if epoch_end:  # the epoch's final row, logged at the epoch number (1-based)
+            self.log_metrics({k: float(v) for k, v in metrics.items()}, trainer.epoch + 1)
+            return
+        named = {(k if k.endswith("_step") else f"{k}_step"): float(v) for k, v in metrics.items()}
+        self.log_step_metrics(named, int(step))
 
     def on_model_save(self, trainer: Trainer, path: Path) -> None:
         path = Path(path)

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import itertools
 import logging
 import os
 import random
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from trainhooks import amp, checkpointing, distributed, loops, rundir, signals, 
 from trainhooks import resume as resume_module
 from trainhooks.batches import model_inputs, safe_len
 from trainhooks.callbacks import FunctionCallback
+from trainhooks.controls import LoopControls, compile_arguments
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import (
     CheckpointError,
@@ -95,6 +99,33 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
     return resolved
+
+
+def _is_compiled(model: nn.Module) -> bool:
+    """A ``torch.compile(model)`` wrapper (its state_dict keys carry an ``_orig_mod.`` prefix)."""
+    return type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module)
+
+
+def _seed_worker(worker_id: int, chained: Callable[[int], None] | None = None) -> None:
+    """Seed Python's and NumPy's generators in a DataLoader worker from torch's worker seed
+    (torch seeds only its own; without this every worker draws the same NumPy numbers)."""
+    worker_seed = torch.initial_seed() % 2**32
+    random.seed(worker_seed)
+    try:
+        import numpy as np
+
+        np.random.seed(worker_seed)
+    except ImportError:  # pragma: no cover
+        pass
+    if chained is not None:
+        chained(worker_id)
+
+
+def _seed_workers(loader: Any) -> None:
+    if isinstance(loader, torch.utils.data.DataLoader) and loader.num_workers > 0:
+        current = loader.worker_init_fn
+        if not (isinstance(current, functools.partial) and current.func is _seed_worker):
+            loader.worker_init_fn = functools.partial(_seed_worker, chained=current)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -184,6 +215,33 @@ class Trainer:
     :param overwrite: start over in a ``save_dir`` that already holds a run (its checkpoints,
         ``metrics.csv`` and ``results.png`` are deleted first). Without it, ``fit`` refuses such
         a directory unless it resumes.
+    :param accumulate_grad_batches: one optimizer step per N batches (micro-batches), with the
+        gradient of their mean loss; ``global_step`` counts optimizer steps. The last, partial
+        group of an epoch is stepped too. Under DDP the micro-batches that do not step skip the
+        gradient sync.
+    :param max_steps: stop after this many optimizer steps (the planned end, not an early stop).
+    :param min_epochs: a stop asked for (``should_stop``) before this many epochs waits, and
+        takes effect once they are done; a signal never waits.
+    :param min_steps: the same, in optimizer steps.
+    :param val_every_n_epochs: validate at the end of every N-th epoch (None: never at epoch ends).
+    :param val_every_n_steps: also validate every N optimizer steps, inside the epoch; its
+        ``val/*`` metrics reach plugins through ``trainer.metrics`` and ``on_log``.
+    :param limit_train_batches: batches per training epoch: an int count, or a float fraction
+        in (0, 1] of the data's batches.
+    :param limit_val_batches: the same for validation (``validate`` too).
+    :param log_every_n_steps: fire ``on_log`` with the step's ``train/loss`` and ``lr`` every N
+        steps, converted to floats only then (and only when some plugin implements ``on_log``);
+        None: only the end-of-epoch ``on_log``.
+    :param dry_run: ``fit`` runs one batch each of training, validation and prediction in a
+        temporary save_dir that is deleted afterwards: a check of a task and its plugins.
+    :param compile: ``torch.compile`` the model for the fit (True, a backend name such as
+        ``"eager"``, or a dict of ``torch.compile`` arguments). The module stays the same object:
+        hooks see it, and checkpoints of compiled and uncompiled runs load into each other. A
+        model already wrapped by ``torch.compile`` is unwrapped and compiled the same way.
+    :param deterministic: use torch's deterministic algorithms (an error where an operation has
+        none) and seed Python and NumPy in DataLoader workers; recorded in checkpoints.
+    :param plugin_manager: an already loaded :class:`~trainhooks.host.PluginHost` (the same as
+        ``plugin_host``, its older name).
     """
 
     def __init__(
@@ -216,6 +274,19 @@ class Trainer:
         preempt_signal: str | int | None = signals.DEFAULT_PREEMPT_SIGNAL,
         stop_timeout: float | None = signals.DEFAULT_STOP_TIMEOUT_S,
         overwrite: bool = False,
+        accumulate_grad_batches: int = 1,
+        max_steps: int | None = None,
+        min_epochs: int | None = None,
+        min_steps: int | None = None,
+        val_every_n_epochs: int | None = 1,
+        val_every_n_steps: int | None = None,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        log_every_n_steps: int | None = 50,
+        dry_run: bool = False,
+        compile: bool | str | dict[str, Any] = False,
+        deterministic: bool = False,
+        plugin_manager: PluginHost | None = None,
     ) -> None:
         _check_arguments(model, save_dir, epochs, grad_clip_norm, plugins, disable, dist_timeout, dist_sync_every)
         self.preempt_signal = signals.parse_signal(preempt_signal)
@@ -238,18 +309,58 @@ class Trainer:
         self.grad_clip_norm = grad_clip_norm
         self.verbose = verbose
         self.fast_data = fast_data
+        self._set_controls(
+            LoopControls(
+                accumulate_grad_batches=accumulate_grad_batches,
+                max_steps=max_steps,
+                min_epochs=min_epochs,
+                min_steps=min_steps,
+                val_every_n_epochs=val_every_n_epochs,
+                val_every_n_steps=val_every_n_steps,
+                limit_train_batches=limit_train_batches,
+                limit_val_batches=limit_val_batches,
+                log_every_n_steps=log_every_n_steps,
+                dry_run=dry_run,
+                compile=compile,
+                deterministic=deterministic,
+            )
+        )
         self._init_run_state()
         self._init_distributed(dist_timeout, dist_sync_every)
         # mixed precision (trainhooks.amp): None at "32", so the default loop is untouched.
         self.precision = amp.parse_precision(precision)
         self._amp = amp.MixedPrecision(self.precision, self.device) if self.precision != "32" else None
-        self._init_plugins(plugin_host, plugins, disable, callbacks, autoload, default_plugins, non_critical)
+        if plugin_manager is not None and plugin_host is not None and plugin_manager is not plugin_host:
+            raise ConfigError("pass plugin_manager= or its old name plugin_host=, not both")
+        self._init_plugins(
+            plugin_manager or plugin_host, plugins, disable, callbacks, autoload, default_plugins, non_critical
+        )
         self.hooks = HookDispatcher(self.plugin_manager, self)
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
         table = collect_options(self.plugin_manager, reserved=CORE_OPTIONS)
         self.options: dict[str, Any] = table.resolve(options)
         apply_options(self.plugin_manager, self.options)  # declared settings (trainhooks.Option) see their values
         self.hooks.configure()
+
+    def _set_controls(self, controls: LoopControls) -> None:
+        """The loop controls (see :mod:`trainhooks.controls`), as attributes plugins can read."""
+        controls.check_epochs(self.epochs)
+        self.controls = controls
+        self.accumulate_grad_batches = controls.accumulate_grad_batches
+        self.max_steps = controls.max_steps
+        self.min_epochs = controls.min_epochs
+        self.min_steps = controls.min_steps
+        self.val_every_n_epochs = controls.val_every_n_epochs
+        self.val_every_n_steps = controls.val_every_n_steps
+        self.limit_train_batches = controls.limit_train_batches
+        self.limit_val_batches = controls.limit_val_batches
+        self.log_every_n_steps = controls.log_every_n_steps
+        self.dry_run = controls.dry_run
+        self.deterministic = controls.deterministic
+        self._compile = compile_arguments(controls.compile)
+        if _is_compiled(self.model):  # hooks and checkpoints see the original module
+            self.model = self.model._orig_mod  # type: ignore[assignment]
+            self._compile = self._compile if self._compile is not None else {}
 
     def _init_run_state(self) -> None:
         """Counters, metric log, stop state and position: what a fit changes."""
@@ -268,6 +379,7 @@ class Trainer:
         self._signals: signals.SignalWatch | None = None
         self._updating = False  # between optimizer step and step count: no consistent snapshot
         self._first_step: int | None = None
+        self._validated_at_step: int | None = None
         self.emergency_checkpoint: Path | None = None
         # Background checkpoint writes (save_checkpoint(background=True)): one in flight at most.
         self.checkpoint_writer = checkpointing.CheckpointWriter()
@@ -337,8 +449,9 @@ class Trainer:
 
     @property
     def stopped_early(self) -> bool:
-        """True when a plugin's ``should_stop`` ended training before ``epochs``."""
-        return self._stop.requested
+        """True when a plugin's ``should_stop`` (or a signal) ended training before ``epochs``
+        (reaching ``max_steps`` is the planned end, not an early stop)."""
+        return self._stop.early
 
     @property
     def stop_reason(self) -> str | None:
@@ -483,14 +596,98 @@ class Trainer:
         self._train_data = train_data
         self.num_train_batches = safe_len(train_data)
         self.num_val_batches = safe_len(val_data) if val_data is not None else None
-        return loops.FitLoop(self, train_data, val_data).run(resume)
+        if self.dry_run:
+            return self._dry_run(train_data, val_data, resume)
+        with self._compiled(), self._determinism(train_data, val_data):
+            result = loops.FitLoop(self, train_data, val_data).run(resume)
+        self._print_summary(result)
+        return result
+
+    def _print_summary(self, result: FitResult) -> None:
+        """The final lines of a fit (the CLI's too): how training ended, where the files went."""
+        if not self.verbose or not self.is_global_zero:
+            return
+        from trainhooks.cli.render import summary_line
+
+        done, total = self.batch_idx + 1, self.num_train_batches
+        cut_short = (
+            (done, total) if result.history and not self.epoch_completed and (total is None or done < total) else None
+        )
+        print(summary_line(result, self.epochs, cut_short=cut_short), flush=True)
+
+    def _dry_run(self, train_data: Iterable[Any], val_data: Iterable[Any] | None, resume: Any) -> FitResult:
+        """``dry_run``: one batch each of training, validation and prediction in a temporary
+        save_dir that is deleted afterwards, to check a task and its plugins end to end."""
+        if resume is not None:
+            raise ConfigError("dry_run checks a task from scratch: it does not resume (drop --resume or --dry-run)")
+        names = ("save_dir", "epochs", "limit_train_batches", "limit_val_batches", "max_steps", "min_epochs")
+        names += ("min_steps", "val_every_n_epochs", "val_every_n_steps")
+        kept = {n: getattr(self, n) for n in names}
+        with tempfile.TemporaryDirectory(prefix="trainhooks-dry-run-") as tmp:
+            self.save_dir, self.epochs = Path(tmp) / self.save_dir.name, 1
+            self.limit_train_batches = self.limit_val_batches = 1
+            self.max_steps = self.min_epochs = self.min_steps = self.val_every_n_steps = None
+            self.val_every_n_epochs = 1
+            try:
+                self.num_train_batches = 1
+                with self._compiled(), self._determinism(train_data, val_data):
+                    result = loops.FitLoop(self, train_data, val_data).run(None)
+                    self.predict(list(itertools.islice(iter(val_data if val_data is not None else train_data), 1)))
+            finally:
+                for n, value in kept.items():
+                    setattr(self, n, value)
+                self.artifacts = {k: p for k, p in self.artifacts.items() if not str(p).startswith(tmp)}
+        result.save_dir, result.artifacts = self.save_dir, dict(self.artifacts)
+        if self.verbose and self.is_global_zero:
+            print(
+                f"Dry run passed: 1 training batch, {'1 validation batch, ' if val_data is not None else ''}"
+                f"1 prediction batch ({result.duration_s:.1f}s); nothing was kept",
+                flush=True,
+            )
+        return result
+
+    @contextlib.contextmanager
+    def _compiled(self) -> Iterator[None]:
+        """``compile``: ``torch.compile`` the model's forward in place for this fit. The module
+        stays the same object, so hooks, checkpoints and state_dict keys are the uncompiled ones."""
+        if self._compile is None:
+            yield
+            return
+        model = self.unwrapped_model
+        model.compile(**self._compile)
+        try:
+            yield
+        finally:
+            model._compiled_call_impl = None  # back to eager for predict/export/deepcopy
+
+    @contextlib.contextmanager
+    def _determinism(self, *loaders: Any) -> Iterator[None]:
+        """``deterministic``: torch's deterministic algorithms and seeded DataLoader workers for
+        this fit; the previous global settings come back afterwards."""
+        if not self.deterministic:
+            yield
+            return
+        cudnn = torch.backends.cudnn
+        before = (torch.are_deterministic_algorithms_enabled(), cudnn.benchmark, cudnn.deterministic)
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.device.type == "cuda":  # cuBLAS needs a fixed workspace to be deterministic
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        cudnn.benchmark, cudnn.deterministic = False, True
+        for loader in loaders:
+            _seed_workers(loader)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=warn_only)
+            cudnn.benchmark, cudnn.deterministic = before[1], before[2]
 
     def _result(self, duration_s: float) -> FitResult:
         return FitResult(
             epochs_completed=len(self.history),
             global_step=self.global_step,
             stop_reason=self.stop_reason or "",
-            stopped_early=self._stop.requested,
+            stopped_early=self._stop.early,
             stopped_by=self.stopped_by,
             metrics=dict(self.metrics),
             history=[dict(h) for h in self.history],
@@ -500,7 +697,12 @@ class Trainer:
         )
 
     def min_length_missing(self) -> str | None:
-        """Why a stop asked for now must wait (the run's minimum length), or None."""
+        """Why a stop asked for now must wait (``min_epochs``/``min_steps`` not reached), or None."""
+        epochs_done = self.epoch + (1 if self._position.completed and not self._log.in_batch_loop else 0)
+        if self.min_epochs is not None and epochs_done < self.min_epochs:
+            return f"min_epochs={self.min_epochs} is not reached ({epochs_done} done)"
+        if self.min_steps is not None and self.global_step < self.min_steps:
+            return f"min_steps={self.min_steps} is not reached ({self.global_step} done)"
         return None
 
     def _consult_should_stop(self) -> None:
@@ -512,6 +714,8 @@ class Trainer:
             self._stop.accept(self, answer, "epoch")
         if not self._stop.requested and interrupt is not None:
             self._stop.accept_signal(self, interrupt)
+        if not self._stop.requested and answer is None:
+            self._stop.release(self, "epoch")
 
     def _accept_stop(self, answer: tuple[object, str], where: str) -> bool:
         return self._stop.accept(self, answer, where)
@@ -673,6 +877,7 @@ class Trainer:
             "grad_clip_norm": self.grad_clip_norm,
             "options": options,
             "plugins": plugins,
+            **self.controls.record(),
         }
         record.update({k: v for k, v in self.run_settings.items() if _plain(v)})
         return record

@@ -66,7 +66,7 @@ PEER_EVENTS: dict[str, tuple[str, str]] = {
     # Hugging Face transformers (TrainerCallback)
     "on_init_end": ("configure", "HF"),
     "on_step_begin": ("on_train_batch_start", "HF"),
-    "on_substep_end": ("on_after_backward", "HF"),
+    "on_substep_end": ("on_train_microbatch_end", "HF"),
     "on_pre_optimizer_step": ("on_before_optimizer_step", "HF"),
     "on_optimizer_step": ("optimizer_step", "HF"),
     "on_step_end": ("on_train_batch_end", "HF"),
@@ -74,7 +74,6 @@ PEER_EVENTS: dict[str, tuple[str, str]] = {
     "on_predict": ("on_predict_end", "HF"),
     "on_prediction_step": ("on_val_batch_end", "HF"),
     "on_save": ("on_model_save", "HF"),
-    "on_log": ("on_fit_epoch_end", "HF"),
 }
 """Every Keras, Lightning and HF event name that is not a trainhooks hook, with the hook that
 matches it. Names the peers share with trainhooks (``on_train_end``, ``on_train_batch_end``,

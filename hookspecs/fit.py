@@ -7,11 +7,17 @@ Order within ``fit`` (also printed by ``trainhooks hooks --loop``)::
         on_train_epoch_start
         for each batch:
             on_train_batch_start, on_before_backward, on_after_backward,
+            on_train_microbatch_end,
             on_before_optimizer_step, optimizer_step, on_params_update, on_before_zero_grad,
-            on_train_batch_end, should_stop
+            on_train_batch_end, [on_log every log_every_n_steps], [validation every
+            val_every_n_steps], should_stop
         on_train_epoch_end
         on_val_start, (on_val_batch_start, on_val_batch_end)*, on_val_end
-        on_fit_epoch_end, should_stop
+        on_fit_epoch_end, on_log, should_stop
+
+With ``accumulate_grad_batches`` N > 1 the batch-start, backward and micro-batch hooks fire for
+every batch (micro-batch) and the optimizer hooks, ``on_train_batch_end``, ``on_log`` and
+``should_stop`` once per N of them, after the optimizer step.
     on_train_end, teardown
 
 On an exception anywhere in that sequence: ``on_exception``, then ``teardown``.
@@ -126,6 +132,26 @@ def on_after_backward(trainer: Trainer) -> None:
 
 
 @hookspec
+def on_train_microbatch_end(trainer: Trainer, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> None:
+    """Fires after every micro-batch's backward pass (HF's ``on_substep_end``).
+
+    Without gradient accumulation every batch is one micro-batch, so it fires for every batch,
+    right after ``on_after_backward``. With ``accumulate_grad_batches`` N it fires for each of
+    the N batches of a group; the optimizer steps (and ``on_train_batch_end`` fires) after the
+    last one.
+
+    :param trainer: the trainer; ``trainer.global_step`` counts optimizer steps, so it is the
+        same for all micro-batches of a group.
+    :param batch: the micro-batch just backpropagated.
+    :param batch_idx: its index within the epoch (counting micro-batches).
+    :param outputs: the step's outputs; ``outputs["loss"]`` is this micro-batch's detached,
+        unscaled loss.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
 def on_before_optimizer_step(trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
     """Fires right before ``optimizer.step()``.
 
@@ -181,6 +207,26 @@ def on_train_batch_end(trainer: Trainer, batch: Any, batch_idx: int, outputs: di
     :param outputs: the step's outputs: ``outputs["loss"]`` is the detached loss tensor (call
         ``.item()`` yourself, and only when you need the number: it synchronises with the
         device); other keys are whatever the model's ``training_step`` returned.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def on_log(trainer: Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+    """Fires with values to log: every ``log_every_n_steps`` optimizer steps, and once per epoch.
+
+    The hook for loggers and trackers (HF's ``on_log``). Nothing is converted to a float for it
+    unless some plugin implements it, and then only at those steps, never at every step.
+
+    :param trainer: the trainer.
+    :param metrics: during an epoch (``epoch_end`` false): the step's ``train/loss`` (the mean
+        over its micro-batches), ``lr``, the values plugins logged since the last call, and the
+        ``val/*`` metrics of a validation run every ``val_every_n_steps``. At the end of an epoch
+        (``epoch_end`` true): the epoch's row of ``trainer.history``, final: every value logged
+        in ``on_fit_epoch_end`` is in it, so a logger writes it once and never has to rewrite it.
+    :param step: ``trainer.global_step`` (optimizer steps so far).
+    :param epoch_end: true for the end-of-epoch call (fired after ``on_fit_epoch_end``).
 
     Return value: ignored.
     """

@@ -1,10 +1,10 @@
 """``csv``: one row per epoch in ``save_dir/metrics.csv``, every metric a column.
 
 Default on. The file is written from ``trainer.history`` so it always matches it: a row is
-appended each epoch (and rewritten if a metric joins that epoch's history entry after the row
-was written, from a later ``on_fit_epoch_end``); when a metric appears that earlier epochs did not have, the file is
-rewritten (atomically) with the wider header and blank cells for the old rows, so columns never
-shift. ``epoch`` is 1-based, as in the progress lines; a resumed run continues the file
+appended each epoch from the ``on_log`` call that hands over the epoch's final row (after every
+``on_fit_epoch_end``, so a metric any plugin logs there is in it: no row is ever rewritten for a
+late value); when a metric appears that earlier epochs did not have, the file is rewritten
+(atomically) with the wider header and blank cells for the old rows, so columns never shift. ``epoch`` is 1-based, as in the progress lines; a resumed run continues the file
 without duplicated or missing epochs.
 
 Keras' CSVLogger options: ``--csv-separator ';'`` (``separator``; ``\t`` for tabs) and
@@ -50,7 +50,6 @@ class CSVLogger(trainhooks.Callback):
         super().__init__(**settings)
         self.header: list[str] = []
         self.rows_written = 0
-        self._last_row: dict[str, float] | None = None  # the newest row as written
         self._earlier: list[dict[str, str]] = []  # append mode: rows of earlier runs
         self._earlier_header: list[str] = []
         self._resumed = False
@@ -59,7 +58,7 @@ class CSVLogger(trainhooks.Callback):
         return trainer.save_dir / self.filename  # an absolute filename stays itself
 
     def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
-        self.header, self.rows_written, self._last_row = [], 0, None
+        self.header, self.rows_written = [], 0
         self._earlier, self._earlier_header, self._resumed = [], [], False
         path = self.path(trainer)
         if self.append and path.is_file():
@@ -76,26 +75,23 @@ class CSVLogger(trainhooks.Callback):
         return ["run", "epoch", *dict.fromkeys([*old, *keys])]
 
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
+        # Announced here, where the file list of the summary has always had it first; the row
+        # itself is written from on_log, once every on_fit_epoch_end has run.
+        trainer.log_artifact("metrics.csv", self.path(trainer))
+
+    def on_log(self, trainer: trainhooks.Trainer, epoch_end: bool) -> None:
+        if not epoch_end:  # per-step values are for trackers; metrics.csv has one row per epoch
+            return
         path = self.path(trainer)
         header = self._header(trainer)
         n = len(trainer.history)
-        # A plugin that logs in on_fit_epoch_end after this one (no tryfirst) changes the row
-        # already written: caught here one epoch later (and at train end), by a rewrite.
-        previous_unchanged = n < 2 or self._last_row == trainer.history[-2]
-        fast = not self.append and header == self.header and self.rows_written == n - 1 and previous_unchanged
+        fast = not self.append and header == self.header and self.rows_written == n - 1
         if fast and path.exists():
             with path.open("a", newline="", encoding="utf-8") as fh:
                 csv.writer(fh, delimiter=self.separator).writerow(self._row(header, n - 1, trainer.history[-1]))
         else:
             self._rewrite(path, header, trainer)
         self.header, self.rows_written = header, n
-        self._last_row = dict(trainer.history[-1]) if n else None
-        trainer.log_artifact("metrics.csv", path)
-
-    def on_train_end(self, trainer: trainhooks.Trainer) -> None:
-        if trainer.history and self._last_row is not None and self._last_row != trainer.history[-1]:
-            self._rewrite(self.path(trainer), self._header(trainer), trainer)
-            self._last_row = dict(trainer.history[-1])
 
     def _row(self, header: list[str], index: int, metrics: dict[str, float], run: str = "") -> list[Any]:
         if header[:1] == ["run"]:

@@ -14,6 +14,7 @@ BATCH = [
     "on_train_batch_start",
     "on_before_backward",
     "on_after_backward",
+    "on_train_microbatch_end",  # issue 13: the micro-batch hook (every batch without accumulation)
     "on_before_optimizer_step",
     "optimizer_step",
     "on_params_update",
@@ -28,7 +29,7 @@ def expected_fit(epochs: int, train_batches: int, val_batches: int) -> list[str]
     for _ in range(epochs):
         seq += ["on_train_epoch_start", *BATCH * train_batches, "on_train_epoch_end", "on_val_start"]
         seq += ["on_val_batch_start", "on_val_batch_end"] * val_batches
-        seq += ["on_val_end", "on_fit_epoch_end", "should_stop"]
+        seq += ["on_val_end", "on_fit_epoch_end", "on_log", "should_stop"]  # on_log: the epoch's final row
     return [*seq, "on_train_end", "teardown"]
 
 
@@ -99,7 +100,7 @@ def test_metrics_at_epoch_end_and_fit_epoch_end(make_trainer, loaders) -> None:
     assert 0.0 <= seen["fit_end"]["val/acc"] <= 1.0
     assert seen["history_len"]["n"] == 1
     assert result.history == [seen["fit_end"]]
-    assert result.stop_reason == "completed 1 epochs" and not result.stopped_early
+    assert result.stop_reason == "completed 1 epoch" and not result.stopped_early
 
 
 def test_training_really_learns(make_trainer) -> None:

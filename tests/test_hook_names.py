@@ -98,7 +98,7 @@ PEER_TABLE = [
     ("on_init_end", "configure"),
     ("on_step_begin", "on_train_batch_start"),
     ("on_step_end", "on_train_batch_end"),
-    ("on_substep_end", "on_after_backward"),
+    ("on_substep_end", "on_train_microbatch_end"),  # issue 13: the micro-batch hook
     ("on_pre_optimizer_step", "on_before_optimizer_step"),
     ("on_evaluate", "on_val_end"),
     ("on_predict", "on_predict_end"),

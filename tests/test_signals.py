@@ -79,7 +79,7 @@ def test_the_pre_emption_signal_is_configurable(tmp_path: Path) -> None:
         )  # fmt: skip
         _self_signal(off, signal.SIGUSR1, 2)
         result = off.fit(train, val)
-        assert seen == ["mine"] and result.stop_reason == "completed 1 epochs", "None leaves SIGUSR1 to its owner"
+        assert seen == ["mine"] and result.stop_reason == "completed 1 epoch", "None leaves SIGUSR1 to its owner"
     finally:
         signal.signal(signal.SIGUSR1, previous)
 

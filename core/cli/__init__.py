@@ -90,6 +90,11 @@ def _main(argv: list[str]) -> int:
     command = _command_of(argv)
     host: PluginHost | None = None
     table: OptionTable | None = None
+    if command in RUN_COMMANDS and not _asks_for_help(argv) and "--quiet" not in argv and _is_rank_zero():
+        # At once, before torch, the plugins and the task load (seconds on a cold start).
+        from trainhooks import __version__
+
+        print(f"trainhooks {__version__} {command}: loading torch, plugins and the task...", flush=True)
     if command in RUN_COMMANDS:
         from trainhooks.options import CORE_OPTIONS, collect_options
 

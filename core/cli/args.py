@@ -141,6 +141,7 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             action="store_true",
             help="start over in a --save-dir that holds a previous run (deletes its checkpoints and metrics.csv)",
         )
+        _add_loop_controls(parser)
         parser.add_argument(
             "--dist-sync-every",
             type=_positive_int,
@@ -155,6 +156,82 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             default=None,
             help="checkpoint (last.pt/best.pt) or state_dict file (default: best.pt of the latest runs/train* run)",
         )
+
+
+def _add_loop_controls(parser: argparse.ArgumentParser) -> None:
+    """The loop controls (Trainer arguments of the same names; see trainhooks.controls)."""
+    group = parser.add_argument_group("loop controls")
+    group.add_argument(
+        "--accumulate-grad-batches",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="one optimizer step per N batches, gradients averaged (default: 1)",
+    )
+    group.add_argument(
+        "--max-steps", type=_positive_int, default=None, metavar="N", help="stop after N optimizer steps"
+    )
+    group.add_argument(
+        "--min-epochs", type=_positive_int, default=None, metavar="N", help="defer any stop until N epochs are done"
+    )
+    group.add_argument(
+        "--min-steps", type=_positive_int, default=None, metavar="N", help="defer any stop until N steps are done"
+    )
+    group.add_argument(
+        "--val-every-n-epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="validate at the end of every N-th epoch (default: 1)",
+    )
+    group.add_argument(
+        "--val-every-n-steps", type=_positive_int, default=None, metavar="N", help="also validate every N steps"
+    )
+    group.add_argument(
+        "--limit-train-batches",
+        type=_count_or_fraction,
+        default=None,
+        metavar="N|F",
+        help="train on N batches per epoch, or a fraction F in (0, 1] of them",
+    )
+    group.add_argument(
+        "--limit-val-batches",
+        type=_count_or_fraction,
+        default=None,
+        metavar="N|F",
+        help="validate on N batches, or a fraction F in (0, 1] of them",
+    )
+    group.add_argument(
+        "--log-every-n-steps",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="per-step values for loggers and trackers (the on_log hook) every N steps (default: 50)",
+    )
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the task: one batch each of training, validation and prediction; no files are kept",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    group.add_argument(
+        "--deterministic", action="store_true", help="torch's deterministic algorithms, seeded DataLoader workers"
+    )
+
+
+def _count_or_fraction(text: str) -> int | float:
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a batch count or a fraction in (0, 1], got {text!r}") from None
+    if isinstance(value, int) and value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 batch, got {text!r}")
+    if isinstance(value, float) and not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction must be in (0, 1], got {text!r} (an integer is a batch count)")
+    return value
 
 
 def _non_negative_float(text: str) -> float:

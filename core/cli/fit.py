@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainhooks.cli.render import _rank_label, format_profile, summary_line
+from trainhooks.cli.render import _rank_label, format_profile
 from trainhooks.cli.runs import _make_trainer
 from trainhooks.host import PluginHost
 
@@ -22,14 +22,7 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     result = trainer.fit(task.train_data, task.val_data, resume=args.resume)
     if trainer.hook_profile is not None:
         print(format_profile(trainer))
-    if not args.quiet and trainer.is_global_zero:  # one summary under torchrun
-        done, total = trainer.batch_idx + 1, trainer.num_train_batches
-        short = (
-            (done, total)
-            if result.history and not trainer.epoch_completed and (total is None or done < total)
-            else None
-        )
-        print(summary_line(result, trainer.epochs, cut_short=short))
+    # The summary lines come from Trainer.fit itself (the same from Python).
     if trainer.interrupted:
         from trainhooks.signals import PREEMPT_EXIT_CODE, exit_code_for
 

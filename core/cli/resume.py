@@ -27,6 +27,18 @@ RECORDED = {
     "batch_size": ("--batch-size", "batch_size"),
     "lr": ("--lr", "lr"),
     "precision": ("--precision", "precision"),
+    # loop controls (trainhooks.controls): a resumed run keeps its length, accumulation, limits
+    "accumulate_grad_batches": ("--accumulate-grad-batches", "accumulate_grad_batches"),
+    "max_steps": ("--max-steps", "max_steps"),
+    "min_epochs": ("--min-epochs", "min_epochs"),
+    "min_steps": ("--min-steps", "min_steps"),
+    "val_every_n_epochs": ("--val-every-n-epochs", "val_every_n_epochs"),
+    "val_every_n_steps": ("--val-every-n-steps", "val_every_n_steps"),
+    "limit_train_batches": ("--limit-train-batches", "limit_train_batches"),
+    "limit_val_batches": ("--limit-val-batches", "limit_val_batches"),
+    "log_every_n_steps": ("--log-every-n-steps", "log_every_n_steps"),
+    "compile": ("--compile", "compile"),
+    "deterministic": ("--deterministic", "deterministic"),
 }
 AUTO_SAVE_DIR = Path("runs") / "train"
 

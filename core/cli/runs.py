@@ -53,6 +53,7 @@ def _make_trainer(
         verbose=not args.quiet,
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],
         **_distributed_args(args),
+        **_loop_control_args(args),
     )
     if training:  # recorded in every checkpoint: --resume continues with the same task and data
         trainer.run_settings.update(task=args.task, batch_size=args.batch_size, lr=args.lr)
@@ -110,3 +111,26 @@ def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": getattr(args, "overwrite", None) or None,
     }
     return {k: v for k, v in given.items() if v is not None}
+
+
+LOOP_CONTROLS = (
+    "accumulate_grad_batches",
+    "max_steps",
+    "min_epochs",
+    "min_steps",
+    "val_every_n_epochs",
+    "val_every_n_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "log_every_n_steps",
+    "dry_run",
+    "compile",
+    "deterministic",
+)
+"""Flags of ``fit`` that are Trainer arguments of the same name (see trainhooks.controls)."""
+
+
+def _loop_control_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Trainer keywords from the loop-control flags that were given (fit only)."""
+    given = {name: getattr(args, name, None) for name in LOOP_CONTROLS}
+    return {k: v for k, v in given.items() if v is not None and v is not False}
