@@ -48,7 +48,7 @@ from trainhooks.options import Option
 from trainhooks.tracking import TrackerSink, run_params
 
 if TYPE_CHECKING:
-    from trainhooks.host import PluginHost
+    from trainhooks.plugin_manager import PluginManager
     from trainhooks.tasks import Task, digits_task
     from trainhooks.trainer import FitResult, Trainer, seed_everything
 
@@ -63,11 +63,15 @@ _LAZY = {
     "seed_everything": "trainhooks.trainer",
     "Task": "trainhooks.tasks",
     "digits_task": "trainhooks.tasks",
-    "PluginHost": "trainhooks.host",
+    "PluginManager": "trainhooks.plugin_manager",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "PluginHost":  # the deprecated name of PluginManager: warns on each use, never cached
+        from trainhooks import plugin_manager
+
+        return plugin_manager.PluginHost
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'trainhooks' has no attribute {name!r}")
@@ -96,7 +100,7 @@ __all__ = [
     "NothingUsableError",
     "Option",
     "PluginError",
-    "PluginHost",
+    "PluginManager",
     "PluginLoadError",
     "PluginValidationError",
     "Task",

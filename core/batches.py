@@ -71,6 +71,29 @@ def safe_len(data: Any) -> int | None:
         return None
 
 
+def sample_count(data: Any, batches: int | None = None) -> int | None:
+    """How many samples one pass over ``data`` draws; None when the data does not say.
+
+    A DataLoader: the length of its sampler (this rank's share under a ``DistributedSampler``),
+    else of its dataset. Anything without either (a list of batches, a generator, an iterable
+    dataset without a length): None, and sizes are given in batches instead (``safe_len``).
+
+    :param batches: the batches an epoch takes, when a limit (``limit_train_batches``) may cut
+        it short: then ``batches`` times the loader's batch size (None without a fixed one).
+    """
+    count = None
+    for source in (getattr(data, "sampler", None), getattr(data, "dataset", None)):
+        if source is not None:
+            count = safe_len(source)
+            if count is not None:
+                break
+    full = safe_len(data)
+    if count is None or batches is None or full is None or batches >= full:
+        return count
+    size = getattr(data, "batch_size", None)
+    return batches * size if isinstance(size, int) else None
+
+
 def loader_generator(data: Any) -> torch.Generator | None:
     """The generator a DataLoader's sampler shuffles with, if it has its own."""
     sampler = getattr(data, "sampler", None)
@@ -81,4 +104,4 @@ def loader_generator(data: Any) -> torch.Generator | None:
     return generator if isinstance(generator, torch.Generator) else None
 
 
-__all__ = ["batch_size", "loader_generator", "model_inputs", "safe_len", "split_pair", "to_device"]
+__all__ = ["batch_size", "loader_generator", "model_inputs", "safe_len", "sample_count", "split_pair", "to_device"]

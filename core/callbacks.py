@@ -58,7 +58,7 @@ class Callback:
     constructor then takes them by name (or positionally, in declaration order) and checks
     them, plus ``name=``: the instance's registration name (its ``stopped_by`` name, its key in
     checkpoints, the name listings and errors show), which tells several instances of one class
-    apart. Without it the host names the instance (see :meth:`PluginHost.register`).
+    apart. Without it the plugin manager names the instance (see :meth:`PluginManager.register`).
     """
 
     default_enabled: bool = True
@@ -111,6 +111,9 @@ class Callback:
     def on_after_backward(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires after `loss.backward()`; gradients are populated (e.g. to inspect or clip them)."""
 
+    def on_train_microbatch_end(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, batch, batch_idx, outputs) Fires after every micro-batch's backward pass (HF's `on_substep_end`)."""
+
     def on_before_optimizer_step(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, optimizer) Fires right before `optimizer.step()`."""
 
@@ -125,6 +128,9 @@ class Callback:
 
     def on_train_batch_end(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer, batch, batch_idx, outputs) Fires at the end of every training step, after the optimizer step and zero_grad."""
+
+    def on_log(self, *args: Any, **kwargs: Any) -> Any:
+        """(trainer, metrics, step, epoch_end) Fires with values to log: every `log_every_n_steps` optimizer steps, and once per epoch."""
 
     def on_train_epoch_end(self, *args: Any, **kwargs: Any) -> Any:
         """(trainer) Fires after the last training batch of an epoch, before validation."""
@@ -279,13 +285,15 @@ def adapt_function(event: str, fn: Callable[..., Any], *, owner: str) -> Callabl
         check_arguments(fn, plugin=owner, hook=event, allowed=allowed, where=getattr(fn, "__qualname__", ""))
     if all(n in allowed for n in names):
         return _wrap_by_name(fn, allowed) if _needs_wrap(fn) else fn
-    if len(params) == 1:
-
-        def call_with_trainer(trainer: Any) -> Any:
-            return fn(trainer)
-
-        call_with_trainer.__name__ = call_with_trainer.__qualname__ = getattr(fn, "__name__", event)
-        return call_with_trainer
+    if len(params) == 1 and ("trainer" in allowed or len(allowed) == 1):
+        # One positional argument of another name: it receives the trainer, or the hook's only
+        # argument for a hook without one (add_options' parser: ``partial(declare, flag=...)``).
+        arg = "trainer" if "trainer" in allowed else allowed[0]
+        namespace: dict[str, Any] = {"fn": fn}
+        exec(f"def call_with_{arg}({arg}):\n    return fn({arg})\n", namespace)
+        call_one = namespace[f"call_with_{arg}"]
+        call_one.__name__ = call_one.__qualname__ = getattr(fn, "__name__", event)
+        return call_one  # type: ignore[no-any-return]
     bad = [n for n in names if n not in allowed]
     raise HookArgumentError(
         bad[0],

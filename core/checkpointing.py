@@ -797,7 +797,7 @@ def describe_mismatch(model: torch.nn.Module, state: dict[str, Any], limit: int 
     return "; ".join(parts) or "the model refused its state_dict"
 
 
-def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> None:
+def restore_plugin_states(plugin_manager: Any, checkpoint: dict[str, Any], path: Any) -> None:
     """Give each registered plugin instance its own state back, by registration name.
 
     State saved for a plugin that is not registered now (renamed, not enabled, one instance
@@ -805,7 +805,7 @@ def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> N
     """
     orphans = []
     for name, state in (checkpoint.get("plugins") or {}).items():
-        plugin = host.get_plugin(name)
+        plugin = plugin_manager.get_plugin(name)
         if plugin is None:
             orphans.append(name)
             continue
@@ -819,7 +819,7 @@ def restore_plugin_states(host: Any, checkpoint: dict[str, Any], path: Any) -> N
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
     if orphans:
-        active = ", ".join(r.name for r in host.active()) or "none"
+        active = ", ".join(r.name for r in plugin_manager.active()) or "none"
         warnings.warn(
             f"checkpoint {path} holds state for plugin(s) {', '.join(repr(n) for n in orphans)}, which "
             f"are not registered in this trainer (registered: {active}); their state is not restored. "

@@ -6,7 +6,7 @@ generated once from the hook's current implementations and rebuilt when plugins 
 
 * no implementations: a shared no-op;
 * plain implementations: straight-line code calling each function with the arguments it asked
-  for, in pluggy's (re-ordered, see :mod:`trainhooks.host`) order, with the trainer bound in.
+  for, in pluggy's (re-ordered, see :mod:`trainhooks.plugin_manager`) order, with the trainer bound in.
   Each call sits in its own ``try`` block, free on Python 3.11+ until something raises, so an
   exception is re-raised as :class:`~trainhooks.HookError` naming plugin and hook;
 * wrappers, hookwrappers or pluggy tracing installed: pluggy's own caller (same semantics);
@@ -37,7 +37,7 @@ from trainhooks.pluggy_compat import is_traced
 if TYPE_CHECKING:
     import torch
 
-    from trainhooks.host import PluginHost
+    from trainhooks.plugin_manager import PluginManager
     from trainhooks.trainer import Trainer
 
 COLLECTING_HOOKS = frozenset({"export_formats"})
@@ -104,13 +104,13 @@ def _group_name(impls: list[pluggy.HookImpl]) -> str:
 class HookDispatcher:
     """``trainer.hooks``: one typed method per hook, each replaced by a generated caller on first use."""
 
-    def __init__(self, host: PluginHost, trainer: Trainer) -> None:
-        self._host = host
+    def __init__(self, plugin_manager: PluginManager, trainer: Trainer) -> None:
+        self._plugin_manager = plugin_manager
         self._trainer = trainer
-        self._hook_names = frozenset(host.spec_names)
+        self._hook_names = frozenset(plugin_manager.spec_names)
         self.profile: HookProfile | None = None
         self.builds = 0
-        host.add_listener(self.invalidate)
+        plugin_manager.add_listener(self.invalidate)
 
     # ------------------------------------------------------------------ build machinery
     def invalidate(self) -> None:
@@ -141,7 +141,7 @@ class HookDispatcher:
     def build(self, name: str) -> Callable[..., Any]:
         """Generate the caller of hook ``name`` for the current plugins."""
         self.builds += 1
-        caller: pluggy.HookCaller = getattr(self._host.hook, name)
+        caller: pluggy.HookCaller = getattr(self._plugin_manager.hook, name)
         spec = caller.spec
         assert spec is not None, name
         firstresult = bool(spec.opts.get("firstresult"))
@@ -154,13 +154,13 @@ class HookDispatcher:
         if name in HISTORIC_HOOKS:
             return self._historic(caller, name)
         wrapped = any(i.wrapper or i.hookwrapper for i in impls)
-        traced = is_traced(self._host)
+        traced = is_traced(self._plugin_manager)
         if wrapped or traced:
             if firstresult:
                 call = self._pluggy_firstresult(name, impls, args, caller)
             else:
                 removed = [i.plugin for i in all_impls if i not in impls]
-                sub = self._host.subset_hook_caller(name, removed) if removed else caller
+                sub = self._plugin_manager.subset_hook_caller(name, removed) if removed else caller
                 call = self._pluggy_caller(sub, name, args, firstresult, collect)
             if self.profile is not None and impls:
                 call = self._timed(call, self.profile.slot(_group_name(impls), name))
@@ -173,17 +173,17 @@ class HookDispatcher:
         self, name: str, impls: list[pluggy.HookImpl], args: list[str], firstresult: bool, collect: bool
     ) -> Callable[..., Any]:
         names = [i.plugin_name for i in impls]
-        host = self._host
+        plugin_manager = self._plugin_manager
 
         trainer = self._trainer
 
         def fail(i: int, exc: BaseException) -> None:
             if isinstance(exc, HookError) or _passes_through(exc, trainer):
                 raise exc
-            if not host.is_critical(names[i]):
-                host.disable_after_failure(names[i], name, exc)
+            if not plugin_manager.is_critical(names[i]):
+                plugin_manager.disable_after_failure(names[i], name, exc)
                 return None  # the hook goes on with the next implementation
-            raise HookError(plugin=names[i], hook=name, original=exc, origin=host.origin(names[i])) from exc
+            raise HookError(plugin=names[i], hook=name, original=exc, origin=plugin_manager.origin(names[i])) from exc
 
         namespace: dict[str, Any] = {"trainer": self._trainer, "fail": fail, "names": names}
         profile = self.profile
@@ -220,7 +220,7 @@ class HookDispatcher:
         """Find which plugin's function raised, from the traceback (slow path only)."""
         codes = {}
         for caller_name in self._hook_names:
-            for impl in getattr(self._host.hook, caller_name).get_hookimpls():
+            for impl in getattr(self._plugin_manager.hook, caller_name).get_hookimpls():
                 code = getattr(impl.function, "__code__", None)
                 if code is not None:
                     codes[code] = impl.plugin_name
@@ -240,10 +240,10 @@ class HookDispatcher:
         if isinstance(exc, HookError) or _passes_through(exc, self._trainer):
             raise exc
         culprit = self._culprit(exc, "?")
-        if culprit != "?" and not self._host.is_critical(culprit):
-            self._host.disable_after_failure(culprit, name, exc)
+        if culprit != "?" and not self._plugin_manager.is_critical(culprit):
+            self._plugin_manager.disable_after_failure(culprit, name, exc)
             return
-        raise HookError(plugin=culprit, hook=name, original=exc, origin=self._host.origin(culprit)) from exc
+        raise HookError(plugin=culprit, hook=name, original=exc, origin=self._plugin_manager.origin(culprit)) from exc
 
     def _pluggy_caller(
         self, caller: Any, name: str, args: list[str], firstresult: bool, collect: bool
@@ -298,7 +298,7 @@ class HookDispatcher:
 
         chain = [shim(i) for i in reversed(impls)]  # pluggy's list order (it calls from the end)
         wrappers = ",".join(i.plugin_name for i in impls if i.wrapper or i.hookwrapper) or "?"
-        hookexec = pluggy_hookexec(self._host)
+        hookexec = pluggy_hookexec(self._plugin_manager)
 
         def call(*values: Any) -> Any:
             kwargs = dict(zip(args, values))
@@ -343,7 +343,9 @@ class HookDispatcher:
                 # Configuration errors stop the run even for non-critical plugins: they are the
                 # user's to fix before training, not failures during it.
                 culprit = self._culprit(exc, "?")
-                raise HookError(plugin=culprit, hook=name, original=exc, origin=self._host.origin(culprit)) from exc
+                raise HookError(
+                    plugin=culprit, hook=name, original=exc, origin=self._plugin_manager.origin(culprit)
+                ) from exc
 
         return call
 

@@ -42,6 +42,8 @@ import logging
 import math
 import os
 import socket
+import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -121,7 +123,8 @@ def init_from_env(device: torch.device, timeout_s: float) -> str:
     """Initialise the default process group from torchrun's environment; returns the backend.
 
     On CUDA the process is bound to ``device`` first (``torch.cuda.set_device``) and the group is
-    created eagerly on it, so NCCL never guesses a device.
+    created eagerly on it, so NCCL never guesses a device. Under torchrun's shared store (see
+    :func:`round_store`) the group lives in a namespace of its own restart round.
 
     :raises DistributedError: the environment is incomplete (not started by torchrun) or the
         rendezvous failed.
@@ -134,18 +137,86 @@ def init_from_env(device: torch.device, timeout_s: float) -> str:
             "torchrun (e.g. 'torchrun --nproc_per_node 2 -m trainhooks fit'), which sets them"
         )
     backend = backend_for(device)
-    kwargs: dict[str, Any] = {"timeout": datetime.timedelta(seconds=timeout_s)}
+    rank = env_int("RANK", 0)
+    timeout = datetime.timedelta(seconds=timeout_s)
+    kwargs: dict[str, Any] = {"timeout": timeout}
     if device.type == "cuda":
         torch.cuda.set_device(device)
         kwargs["device_id"] = device
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     try:
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            agent_store = dist.TCPStore(
+                os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=timeout
+            )
+            kwargs.update(store=round_store(agent_store, rank, world_size, timeout_s), rank=rank, world_size=world_size)
         dist.init_process_group(backend, **kwargs)
     except (RuntimeError, ValueError) as exc:
         raise DistributedError(
-            f"rank {env_int('RANK', 0)} of {world_size}: cannot initialise the {backend} process group "
-            f"({os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}): {_first_line(exc)}"
+            f"rank {rank} of {world_size}: cannot initialise the {backend} process group ({where}): {_first_line(exc)}"
         ) from exc
     return backend
+
+
+ROUND_KEY = "trainhooks/round"
+"""Key in torchrun's agent store under which rank 0 of each restart round leaves its round's token."""
+
+
+def round_store(store: Any, rank: int, world_size: int, timeout_s: float) -> Any:
+    """A namespace of ``store`` that only the processes of this restart round share.
+
+    torchrun's agent keeps one TCPStore for every restart of the group
+    (``TORCHELASTIC_USE_AGENT_STORE=True``, torch's default since 2.4), and a process group's keys
+    have the same names in every round. After a restart (``--max-restarts``) the previous round's
+    keys are still there: gloo's listening addresses of workers that are dead now. A restarted
+    rank that reads a peer's address before the peer has written its new one connects to a closed
+    port until the timeout ("Gloo connectFullMesh failed ... Connection refused"), a race that
+    load decides (torch issue 135712). ``TORCHELASTIC_RESTART_COUNT`` cannot name the round: each
+    agent counts only its own restarts, so on several machines the counts differ.
+
+    So rank 0 draws a fresh token for the round and publishes it; every other rank joins the token
+    it reads with a nonce of its own and takes it only when rank 0 has acknowledged that very
+    nonce under that token. A previous round's token (still in the store until rank 0 overwrites
+    it) carries no acknowledgement of this process's nonce, so a rank that read it keeps watching
+    for the new one. Store operations only: no sleep decides correctness, and each wait is bounded
+    by ``timeout_s``.
+
+    :raises DistributedError: a rank did not join, or no token arrived, within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    if rank == 0:
+        token = uuid.uuid4().hex
+        store.set(ROUND_KEY, token)
+        for peer in range(1, world_size):
+            joined = f"{ROUND_KEY}/{token}/join/{peer}"
+            try:
+                store.wait([joined], datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.001)))
+            except RuntimeError as exc:  # the store's timeout (DistStoreError is a RuntimeError)
+                raise DistributedError(
+                    f"rank 0 of {world_size}: rank {peer} did not join the process group within "
+                    f"dist_timeout ({timeout_s:g}s): {_first_line(exc)}"
+                ) from exc
+            store.set(f"{ROUND_KEY}/{token}/ack/{peer}", store.get(joined))
+        return dist.PrefixStore(f"{ROUND_KEY}/{token}/pg/", store)
+    nonce = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}".encode()
+    token = b""
+    pause = 0.001
+    while True:
+        if store.check([ROUND_KEY]):
+            current = store.get(ROUND_KEY)
+            if current != token:  # a first token, or rank 0 of this round replaced a stale one
+                token, pause = current, 0.001
+                store.set(f"{ROUND_KEY}/{token.decode()}/join/{rank}", nonce)
+            ack = f"{ROUND_KEY}/{token.decode()}/ack/{rank}"
+            if store.check([ack]) and store.get(ack) == nonce:
+                return dist.PrefixStore(f"{ROUND_KEY}/{token.decode()}/pg/", store)
+        if time.monotonic() > deadline:
+            raise DistributedError(
+                f"rank {rank} of {world_size}: rank 0 did not open the process group within "
+                f"dist_timeout ({timeout_s:g}s)"
+            )
+        time.sleep(pause)  # polling the store: how fast this rank notices, not whether
+        pause = min(pause * 2, 0.05)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -666,6 +737,7 @@ __all__ = [
     "local_device",
     "merge_metrics",
     "rebuild_loader",
+    "round_store",
     "shard_loader",
     "start",
     "unwrap",

@@ -109,18 +109,25 @@ class UnknownHookError(PluginValidationError):
     def __init__(self, name: str, *, plugin: str, known: Sequence[str], where: str = "", event: bool = False) -> None:
         """:param event: the name is an event given to ``add_callback``/``LambdaCallback``
         (``where`` then names the function): the message is about the event, not a plugin."""
-        from trainhooks.vocabulary import hook_suggestion
+        from trainhooks.vocabulary import CALLBACK_ALIASES, hook_suggestion
 
         place = f" ({where})" if where else ""
+        hint = hook_suggestion(name, known)
+        alias = CALLBACK_ALIASES.get(name)
+        if alias is not None:  # works in a Callback class, so say why not here
+            hint += (
+                f"; {name} is accepted only as the name of a method in a callback class (a trainhooks.Callback "
+                f"subclass, or the class of an object in callbacks=), where it means {alias}; an event given by "
+                "name, and a @hookimpl function, use the hook's own name"
+            )
         if event:
             message = (
-                f"callback event {name!r}{place} is not a trainhooks hook{hook_suggestion(name, known)}. "
-                "'trainhooks hooks' lists them all"
+                f"callback event {name!r}{place} is not a trainhooks hook{hint}. 'trainhooks hooks' lists them all"
             )
         else:
             message = (
                 f"plugin {plugin!r} implements {name!r}{place}, which is not a trainhooks hook"
-                f"{hook_suggestion(name, known)}. 'trainhooks hooks' lists them all"
+                f"{hint}. 'trainhooks hooks' lists them all"
             )
         super().__init__(message, plugin=plugin, hook=name)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
-    from trainhooks.host import PluginHost
+    from trainhooks.plugin_manager import PluginManager
 
 Step = Union[str, tuple[str, list["Step"]]]  # noqa: UP007 - runtime alias needs Union on 3.10
 
@@ -81,8 +81,8 @@ def unroll(steps: list[Step], repeat: int = 1) -> Iterator[str]:
                 yield from unroll(step[1], repeat)
 
 
-def render(host: PluginHost | None = None) -> str:
-    """The loop map as text; with a host, each hook lists its plugins in call order."""
+def render(plugin_manager: PluginManager | None = None) -> str:
+    """The loop map as text; with a plugin manager, each hook lists its plugins in call order."""
     lines: list[str] = []
 
     def walk(steps: list[Step], depth: int) -> None:
@@ -90,8 +90,8 @@ def render(host: PluginHost | None = None) -> str:
         for step in steps:
             if isinstance(step, str):
                 marker = ""
-                if host is not None:
-                    order = host.call_order(step)
+                if plugin_manager is not None:
+                    order = plugin_manager.call_order(step)
                     marker = " -> " + (", ".join(order) if order else "(none)")
                 lines.append(f"{pad}{step}{marker}")
             else:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainhooks import checkpointing, resume, step, strategy
-from trainhooks.batches import batch_size, loader_generator, safe_len, to_device
+from trainhooks.batches import batch_size, loader_generator, safe_len, sample_count, to_device
 from trainhooks.controls import apply_limit
 from trainhooks.data import fast_batches
 from trainhooks.errors import NothingUsableError
@@ -90,6 +90,10 @@ class FitLoop:
         t.num_train_batches = apply_limit("limit_train_batches", t.limit_train_batches, safe_len(self.train_data))
         if self.val_data is not None:
             t.num_val_batches = apply_limit("limit_val_batches", t.limit_val_batches, safe_len(self.val_data))
+        # Samples per epoch on this rank, within the limits (None: the data does not say); the
+        # Trainer is to declare them beside num_train_batches.
+        t.num_train_samples = sample_count(self.train_data, t.num_train_batches)
+        t.num_val_samples = sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
         t._validated_at_step = None
         hooks.on_pretrain_routine_end()
         t._first_step = t.global_step
@@ -214,10 +218,20 @@ class TrainEpoch:
         return prepared(t, batches, t.hooks.on_train_batch_start, training=True)
 
     def step_each_batch(self, batches: Iterator[tuple[int, Any]]) -> None:
-        """The hot loop: one optimizer step per batch, the hooks around it, the stop check."""
+        """The hot loop: one optimizer step per batch, the hooks around it, the stop check.
+
+        The optimizer update and the after-step checks are written out here, with locals, rather
+        than called (:meth:`optimizer_update`, :meth:`after_step` do the same for accumulation):
+        this loop runs every step, and on a small model the engine's own work per step is what
+        separates it from a hand-written loop.
+        """
         t = self.trainer
         hooks, position, run_step, backward = t.hooks, t._position, self.run_step, self.backward
+        optimizer, optimizer_step, stop = t.optimizer, self.optimizer_step, t._stop
         losses, sizes = position.losses, position.sizes
+        clip, params = t.grad_clip_norm, self.params
+        agree, watch = t.strategy.agree_stop, t._signals
+        log_every, val_every, max_steps = self.log_every, self.val_every, t.max_steps
         for batch_idx, batch in batches:
             outputs = run_step(batch)
             loss = outputs["loss"]
@@ -229,8 +243,32 @@ class TrainEpoch:
             sizes.append(batch_size(batch))
             position.batches_done += 1
             hooks.on_train_microbatch_end(batch, batch_idx, outputs)
-            self.optimizer_update()
-            if self.after_step(batch, batch_idx, outputs):
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            hooks.on_before_optimizer_step(optimizer)
+            t._updating = True
+            optimizer_step()
+            hooks.optimizer_step(optimizer)
+            hooks.on_params_update()
+            hooks.on_before_zero_grad(optimizer)
+            optimizer.zero_grad(set_to_none=True)
+            t.global_step = step_no = t.global_step + 1
+            t._updating = False
+            position.at_step = (position.batches_done, len(losses))
+            hooks.on_train_batch_end(batch, batch_idx, outputs)
+            if log_every is not None and step_no % log_every == 0:
+                log_step(t, outputs)
+            if val_every is not None and step_no % val_every == 0:
+                validate_mid_epoch(t, self.val_data)  # type: ignore[arg-type]
+            answer, interrupt = agree(hooks.should_stop(), batch_idx, watch.received if watch is not None else None)
+            if answer is not None and stop.accept(t, answer, "batch"):
+                return
+            if interrupt is not None:
+                stop.accept_signal(t, interrupt)
+                return
+            if stop.deferred is not None and answer is None and stop.release(t, "batch"):
+                return
+            if max_steps is not None and step_no >= max_steps and stop.reach_max_steps(t):
                 return
         position.completed = True
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from trainhooks.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trainhooks.host import PluginHost
+    from trainhooks.plugin_manager import PluginManager
 
 
 def refuse(name: str, value: Any) -> ConfigError:
@@ -86,18 +86,18 @@ def as_metric_dict(values: Any) -> MetricDict:
 def warn_non_finite(
     name: str,
     value: float,
-    host: PluginHost | None,
+    plugin_manager: PluginManager | None,
     warned: set[str],
     *,
     plugin: str | None = None,
     stacklevel: int = 4,
 ) -> None:
     """Warn once per metric name that a NaN/inf was logged, naming the plugin that logged it
-    (``plugin``, or found on the call stack through ``host``)."""
+    (``plugin``, or found on the call stack through ``plugin_manager``)."""
     if math.isfinite(value) or name in warned:
         return
     warned.add(name)
-    who = plugin or (logging_plugin(host) if host is not None else None)
+    who = plugin or (logging_plugin(plugin_manager) if plugin_manager is not None else None)
     by = f" logged by plugin {who!r}" if who else ""
     warnings.warn(
         f"metric {name!r}{by} is {value}: monitors comparing it (early stopping, best.pt) cannot rank it",
@@ -106,14 +106,14 @@ def warn_non_finite(
     )
 
 
-def logging_plugin(host: PluginHost) -> str | None:
+def logging_plugin(plugin_manager: PluginManager) -> str | None:
     """The plugin whose hook implementation is on the call stack (the innermost one), if any.
 
     Walks the stack once; only used on the rare warning path.
     """
     codes: dict[Any, str] = {}
-    for hook_name in host.spec_names:
-        for impl in getattr(host.hook, hook_name).get_hookimpls():
+    for hook_name in plugin_manager.spec_names:
+        for impl in getattr(plugin_manager.hook, hook_name).get_hookimpls():
             code = getattr(impl.function, "__code__", None)
             if code is not None:
                 codes[code] = impl.plugin_name

@@ -26,14 +26,14 @@ from trainhooks import metric_values
 from trainhooks.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trainhooks.host import PluginHost
+    from trainhooks.plugin_manager import PluginManager
 
 
 class MetricLog:
     """Current metrics, history, and the values logged inside the batch loop (still tensors)."""
 
-    def __init__(self, host: PluginHost) -> None:
-        self._host = host
+    def __init__(self, plugin_manager: PluginManager) -> None:
+        self._plugin_manager = plugin_manager
         self.current: metric_values.MetricDict = metric_values.MetricDict()
         self.history: list[dict[str, float]] = []
         self.in_batch_loop = False
@@ -53,11 +53,11 @@ class MetricLog:
             if self.in_batch_loop:
                 self._pending[name] = value.detach()
                 if name not in self._loggers:  # once per name: who logs it, for warnings
-                    self._loggers[name] = metric_values.logging_plugin(self._host)
+                    self._loggers[name] = metric_values.logging_plugin(self._plugin_manager)
                 return
             value = value.item()
         number = metric_values.check_number(name, value)  # one rule: numbers only (not "1e3", None)
-        metric_values.warn_non_finite(name, number, self._host, self._warned, stacklevel=5)
+        metric_values.warn_non_finite(name, number, self._plugin_manager, self._warned, stacklevel=5)
         self._pending.pop(name, None)
         self.current[name] = number
         if self._open_row is not None:  # logged during on_fit_epoch_end: joins the epoch's row

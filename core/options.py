@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from trainhooks.errors import ConfigError, PluginError, did_you_mean
 
 if TYPE_CHECKING:
-    from trainhooks.host import PluginHost
+    from trainhooks.plugin_manager import PluginManager
 
 
 def core_option_names() -> frozenset[str]:
@@ -205,41 +205,41 @@ def _coerce(spec: OptionSpec, value: Any) -> Any:
     return value
 
 
-def collect_options(host: PluginHost, reserved: Iterable[str] = ()) -> OptionTable:
-    """Ask every loaded plugin, active or opt-in, for its options (each plugin once per host)."""
+def collect_options(plugin_manager: PluginManager, reserved: Iterable[str] = ()) -> OptionTable:
+    """Ask every loaded plugin, active or opt-in, for its options (each plugin once per plugin manager)."""
     table = OptionTable(reserved)
-    for name, rec in host.records.items():
+    for name, rec in plugin_manager.records.items():
         if rec.plugin is None or rec.status not in ("active", "available"):
             continue
         if rec.status == "active":
             table.active_plugins.add(name)
         if rec.options is None:
-            rec.options = _ask_plugin(host, name, rec.plugin, active=rec.status == "active")
+            rec.options = _ask_plugin(plugin_manager, name, rec.plugin, active=rec.status == "active")
         for spec in rec.options:
             table.add(spec)
     return table
 
 
-def check_options(host: PluginHost, reserved: Iterable[str] = ()) -> None:
+def check_options(plugin_manager: PluginManager, reserved: Iterable[str] = ()) -> None:
     """Like :func:`collect_options`, but a plugin whose options fail (``add_options`` raises, a
     flag clashes with trainhooks' own or another plugin's) is marked ``error`` in
-    ``host.records`` instead of raising: ``trainhooks plugins`` shows what ``fit`` would reject."""
+    ``plugin_manager.records`` instead of raising: ``trainhooks plugins`` shows what ``fit`` would reject."""
     table = OptionTable(reserved)
-    for name, rec in host.records.items():
+    for name, rec in plugin_manager.records.items():
         if rec.plugin is None or rec.status not in ("active", "available"):
             continue
         try:
             if rec.options is None:
-                rec.options = _ask_plugin(host, name, rec.plugin, active=rec.status == "active")
+                rec.options = _ask_plugin(plugin_manager, name, rec.plugin, active=rec.status == "active")
             for spec in rec.options:
                 table.add(spec)
         except PluginError as exc:
             rec.status, rec.reason = "error", f"{exc} (trainhooks fit would stop here)"
 
 
-def _ask_plugin(host: PluginHost, name: str, plugin: Any, *, active: bool) -> list[OptionSpec]:
-    impl = host.impl_for("add_options", plugin) if active else None
-    fn = impl.function if impl is not None else _unregistered_add_options(host, plugin)
+def _ask_plugin(plugin_manager: PluginManager, name: str, plugin: Any, *, active: bool) -> list[OptionSpec]:
+    impl = plugin_manager.impl_for("add_options", plugin) if active else None
+    fn = impl.function if impl is not None else _unregistered_add_options(plugin_manager, plugin)
     own = OptionTable()
     owner: Any = plugin if inspect.ismodule(plugin) else type(plugin)
     for option in declared_options(type(plugin)).values() if not inspect.ismodule(plugin) else ():
@@ -276,21 +276,21 @@ def call_add_options(fn: Any, group: OptionGroup) -> Any:
     return fn(group)
 
 
-def apply_options(host: PluginHost, values: Mapping[str, Any]) -> None:
+def apply_options(plugin_manager: PluginManager, values: Mapping[str, Any]) -> None:
     """Bind the resolved option values to every registered plugin's declared settings."""
-    for _name, plugin in host.list_name_plugin():
+    for _name, plugin in plugin_manager.list_name_plugin():
         if plugin is not None and not inspect.ismodule(plugin):
             bind_options(plugin, values)
 
 
-def _unregistered_add_options(host: PluginHost, plugin: Any) -> Any:
+def _unregistered_add_options(plugin_manager: PluginManager, plugin: Any) -> Any:
     """``add_options`` of an opt-in plugin that is loaded but not registered."""
     from trainhooks.callbacks import Callback, is_callback_stub
 
     fn = getattr(plugin, "add_options", None)
     if fn is None or not inspect.isroutine(fn):
         return None
-    if hasattr(fn, host.project_name + "_impl"):
+    if hasattr(fn, plugin_manager.project_name + "_impl"):
         return fn
     if isinstance(plugin, Callback) and not is_callback_stub(plugin, "add_options"):
         return fn

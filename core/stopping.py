@@ -68,10 +68,10 @@ class StopState:
                 f"got {type(value).__name__} ({value!r})",
                 plugin=plugin,
             )
-            host = trainer.plugin_manager
-            if host.get_plugin(plugin) is not None and not host.is_critical(plugin):
+            plugin_manager = trainer.plugin_manager
+            if plugin_manager.get_plugin(plugin) is not None and not plugin_manager.is_critical(plugin):
                 # --non-critical covers a wrong answer like any other failure of the plugin.
-                host.disable_after_failure(plugin, "should_stop", error)
+                plugin_manager.disable_after_failure(plugin, "should_stop", error)
                 return False
             raise error
         if not value:

@@ -41,7 +41,7 @@ def local_train_loss(losses: list[torch.Tensor], sizes: list[int]) -> float | No
 class SingleProcess:
     """One process: every call is a no-op or a local computation."""
 
-    distributed = False
+    is_distributed = False
     run: distributed.DistributedRun | None = None
 
     def prepare(self, train_data: Any, val_data: Any) -> tuple[Any, Any]:
@@ -86,6 +86,13 @@ class SingleProcess:
         """``obj`` as the deciding process (rank 0) has it: here, ``obj``."""
         return obj
 
+    def broadcast_tensors(self, tensors: list[torch.Tensor], what: str) -> None:
+        """Overwrite ``tensors`` in place with the deciding process's (rank 0): here, nothing to do.
+
+        For state a plugin keeps per rank that must be the same everywhere (the EMA of
+        BatchNorm statistics, which differ per rank between DDP's buffer broadcasts).
+        """
+
     def step_failure(self, exc: BaseException) -> BaseException:
         """The error to raise for a failure in the training step: here, the failure itself."""
         return exc
@@ -100,19 +107,20 @@ class SingleProcess:
 class DataParallel(SingleProcess):
     """torchrun / a caller's process group: DDP, sharded data, agreed decisions (see module doc)."""
 
-    distributed = True
+    is_distributed = True
 
     def __init__(self, run: distributed.DistributedRun) -> None:
         self.run = run
+        self.dist = run  # the same, typed as present
 
     def prepare(self, train_data: Any, val_data: Any) -> tuple[Any, Any]:
-        return self.run.prepare(train_data, val_data)
+        return self.dist.prepare(train_data, val_data)
 
     def set_epoch(self, epoch: int) -> None:
-        self.run.set_epoch(epoch)
+        self.dist.set_epoch(epoch)
 
     def through_wrapper(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        return self.run.through_wrapper(method)  # via DDP, or gradients won't sync
+        return self.dist.through_wrapper(method)  # via DDP, or gradients won't sync
 
     def eval_model(self, trainer: Trainer) -> nn.Module:
         return trainer.unwrapped_model  # no DDP forward, so no collective per batch
@@ -123,37 +131,46 @@ class DataParallel(SingleProcess):
 
     def finish_train_epoch(self, trainer: Trainer, losses: list[torch.Tensor], sizes: list[int]) -> None:
         super().finish_train_epoch(trainer, losses, sizes)
-        self.run.end_train_epoch(losses, sizes)  # the mean over every rank's samples
+        self.dist.end_train_epoch(losses, sizes)  # the mean over every rank's samples
 
     def reduce_validation(self, totals: dict[str, float], count: int) -> dict[str, float]:
-        return self.run.reduce_validation(totals, count)
+        return self.dist.reduce_validation(totals, count)
 
     def sync_metrics(self, metrics: dict[str, float]) -> None:
-        self.run.sync_metrics(metrics)
+        self.dist.sync_metrics(metrics)
 
     def agree_stop(
         self, answer: StopAnswer | None, batch_idx: int | None = None, interrupt: str | None = None
     ) -> tuple[StopAnswer | None, str | None]:
         # The local record is only submitted, never overwritten: a signal that lands while this
         # rank waits inside the agreement is carried to the next one.
-        agreed = self.run.agree_stop(answer, batch_idx, interrupt=interrupt)
-        return agreed, self.run.interrupt
+        agreed = self.dist.agree_stop(answer, batch_idx, interrupt=interrupt)
+        return agreed, self.dist.interrupt
 
     def agree(self, obj: Any, what: str) -> Any:
-        return self.run.broadcast(obj, what)
+        return self.dist.broadcast(obj, what)
+
+    def broadcast_tensors(self, tensors: list[torch.Tensor], what: str) -> None:
+        if not tensors:
+            return
+        import torch.distributed as dist
+
+        with self.dist.collective(what), torch.no_grad():
+            for tensor in tensors:
+                dist.broadcast(tensor, src=0)
 
     def step_failure(self, exc: BaseException) -> BaseException:
         if isinstance(exc, TrainhooksError):
             return exc
         # forward/backward/optimizer failures (a bug, out of memory) and DDP's gradient
         # all-reduce failing because a peer died become one clear error naming the rank.
-        return self.run.step_failure(exc)
+        return self.dist.step_failure(exc)
 
     def announce_failure(self, exc: BaseException) -> None:
-        self.run.announce_failure(exc)
+        self.dist.announce_failure(exc)
 
     def close(self, failed: bool) -> None:
-        self.run.close(failed)  # unwrap the model, end our process group
+        self.dist.close(failed)  # unwrap the model, end our process group
 
 
 SINGLE_PROCESS = SingleProcess()

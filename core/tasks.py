@@ -105,7 +105,7 @@ def load_task(spec: str | None, **params: Any) -> Task:
     if not sep or not module_name or not attr:
         raise TaskError(f"--task {spec!r}: expected 'package.module:function'")
     try:
-        from trainhooks.host import import_user_module  # the current directory is searched too
+        from trainhooks.plugin_manager import import_user_module  # the current directory is searched too
 
         module = import_user_module(module_name)
     except Exception as exc:

@@ -21,13 +21,14 @@ plugin under test in a Trainer of your own and inspect the calls the same way::
     assert recorder.first("on_model_save").kwargs["path"].exists()
 
 It records at the end of each hook's call order (``trylast``), so it sees what the other
-plugins did. :func:`tiny_digits` and :func:`tiny_model` give small real loaders and a model.
+plugins did. :func:`tiny_digits` and :func:`tiny_model` give small real loaders and a model;
+:func:`tiny_trainer` a quiet Trainer around them.
 Nothing here imports torch until it is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,33 @@ def tiny_model(seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+
+def tiny_trainer(
+    save_dir: str | Path, *, plugins: Sequence[Any] = (), epochs: int = 3, **trainer_kwargs: Any
+) -> Trainer:
+    """A real, quiet Trainer for :func:`tiny_digits`: :func:`tiny_model`, cross entropy, SGD at
+    lr 0.1, seed 0, writing to ``save_dir``.
+
+    What tests that read a run back share (tracker plugins, integrations): their assertions
+    check these settings (``lr`` 0.1, ``optimizer`` SGD, ``seed`` 0), so one place builds them.
+    ``plugins`` run as given; the environment's other plugins load as in any Trainer unless
+    ``default_plugins=False`` or ``autoload=False`` is passed. Any keyword argument of
+    ``Trainer`` (``model=``, ``optimizer=``, ``options=``, ``callbacks=``...) overrides these.
+    """
+    import torch
+
+    from trainhooks.trainer import Trainer
+
+    model = trainer_kwargs.pop("model", None)
+    if model is None:
+        model = tiny_model()
+    trainer_kwargs.setdefault("loss_fn", torch.nn.CrossEntropyLoss())
+    if "optimizer" not in trainer_kwargs:
+        trainer_kwargs["optimizer"] = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer_kwargs.setdefault("seed", 0)
+    trainer_kwargs.setdefault("verbose", False)
+    return Trainer(model, epochs=epochs, save_dir=save_dir, plugins=list(plugins), **trainer_kwargs)
 
 
 # ---------------------------------------------------------------------------- plugin testing

@@ -14,7 +14,12 @@ itself implements the hooks and gets the lifecycle right once, for every tracker
 * tags: ``task``, ``trainhooks_version`` at the start, ``stop_reason`` at the end;
 * metrics: every epoch's final row (the ``on_log`` call with ``epoch_end`` true, after every
   ``on_fit_epoch_end``, so what any plugin logged there is included) at step = epoch number
-  (1-based, as in metrics.csv); and every ``log_every_n_steps`` steps the per-step values of
+  (1-based, as in metrics.csv). The row of an epoch cut short is logged at the end of the run
+  only if the run FINISHED (a ``should_stop`` or ``max_steps`` mid-epoch); after a signal or a
+  failure it is left out, because ``--resume`` trains the rest of that epoch and logs its real
+  row at the same step (a tracker cannot overwrite a logged point); a resume from a checkpoint
+  older than the run's last point skips what the run already holds, when the tracker can tell
+  (:meth:`TrackerSink.logged_through`). And every ``log_every_n_steps`` steps the per-step values of
   ``on_log`` at step = ``trainer.global_step``, named with a ``_step`` suffix
   (``train/loss_step``) so they never mix with the epoch series of the same metric;
 * artifacts: the files the run announced (``trainer.log_artifact``: ``metrics.csv``,
@@ -81,11 +86,13 @@ def run_params(trainer: Trainer) -> dict[str, ParamValue]:
         "world_size": trainer.world_size,
         "model": type(trainer.unwrapped_model).__name__,
     }
-    host = trainer.plugin_manager
-    enabled = [name for name, rec in host.records.items() if rec.status == "active" and rec.source != "callback"]
+    plugin_manager = trainer.plugin_manager
+    enabled = [
+        name for name, rec in plugin_manager.records.items() if rec.status == "active" and rec.source != "callback"
+    ]
     params["plugins"] = ",".join(sorted(enabled))
     for name in sorted(enabled):
-        for spec in host.records[name].options or ():
+        for spec in plugin_manager.records[name].options or ():
             value = trainer.options.get(spec.dest, spec.default)
             params[f"{name}.{spec.dest}"] = (
                 value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
@@ -158,6 +165,16 @@ class TrackerSink(Callback):
     def set_tags(self, tags: dict[str, str]) -> None:
         """Attach string tags to the run (``task``, ``trainhooks_version``, ``stop_reason``)."""
 
+    def logged_through(self) -> tuple[int, int] | None:
+        """(last epoch, last global step) the continued run already holds, or None if unknown.
+
+        Called once, when a resumed fit continued a run. A resume from a checkpoint older than
+        the run's last logged point (the ``last.pt`` of an epoch before a crash) trains those
+        steps again; what the tracker already holds up to here is not logged a second time.
+        A tracker that can read its run back (MLflow) implements it; the default knows nothing.
+        """
+        return None
+
     # ------------------------------------------------------------------ state (resume)
     def state_dict(self) -> dict[str, Any]:
         """The run id, saved in every checkpoint so a resumed fit continues the same run."""
@@ -173,11 +190,14 @@ class TrackerSink(Callback):
         self.run_id, self.resumed, self.status = None, False, None
         self._resume_id, self._error = None, None
         self._files: dict[str, Path] = {}
+        self._cut_row: tuple[dict[str, float], int] | None = None
+        self._through: tuple[int, int] | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
         resume_id = self._resume_id
         self.run_id = self.open_run(trainer, resume_id)
         self.resumed = resume_id is not None and self.run_id == resume_id
+        self._through = self.logged_through() if self.resumed else None
         import trainhooks
 
         task = getattr(trainer, "task_name", None) or "custom"
@@ -189,8 +209,19 @@ class TrackerSink(Callback):
     def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
         if self.run_id is None:
             return
+        through = getattr(self, "_through", None)
         if epoch_end:  # the epoch's final row, logged at the epoch number (1-based)
-            self.log_metrics({k: float(v) for k, v in metrics.items()}, trainer.epoch + 1)
+            if through is not None and trainer.epoch + 1 <= through[0]:
+                return  # the run holds this epoch already (a resume from an older checkpoint)
+            row = {k: float(v) for k, v in metrics.items()}
+            if not trainer.epoch_completed:
+                # Cut short (a signal, a stop mid-epoch): a resume trains the rest of this epoch
+                # and logs its real row at the same step, so this one waits for the end of the run.
+                self._cut_row = (row, trainer.epoch + 1)
+                return
+            self.log_metrics(row, trainer.epoch + 1)
+            return
+        if through is not None and step <= through[1]:
             return
         named = {(k if k.endswith("_step") else f"{k}_step"): float(v) for k, v in metrics.items()}
         self.log_step_metrics(named, int(step))
@@ -213,6 +244,9 @@ class TrackerSink(Callback):
             return
         status = self.status or FAILED
         try:
+            cut, self._cut_row = getattr(self, "_cut_row", None), None
+            if cut is not None and status == FINISHED:  # a final stop mid-epoch: nothing resumes it
+                self.log_metrics(*cut)
             files: dict[str, Path] = {}
             for name, path in trainer.artifacts.items():
                 if Path(path).is_file() and not name.startswith("export:"):

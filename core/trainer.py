@@ -11,7 +11,7 @@ Batches are ``(inputs, targets)`` pairs by default. For anything else give the m
 
 What plugins read on the trainer (by convention read-only): ``model``, ``optimizer``,
 ``lr_scheduler``, ``epoch``, ``epochs``, ``global_step``, ``batch_idx``, ``metrics``,
-``history``, ``save_dir``, ``stop_reason``, ``plugin_manager``, ``options``, ``rank``,
+``history``, ``num_train_batches``, ``num_train_samples`` (and ``val``), ``save_dir``, ``stop_reason``, ``plugin_manager``, ``options``, ``rank``,
 ``world_size``, ``is_global_zero``, ``device``, ``stage``. They write through
 :meth:`Trainer.log_metric`, :meth:`Trainer.log_artifact`, hook return values and
 :meth:`Trainer.save_checkpoint`.
@@ -53,9 +53,9 @@ from trainhooks.errors import (
     HookError,
     PluginError,
 )
-from trainhooks.host import PluginHost
 from trainhooks.metrics import MetricLog
 from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
+from trainhooks.plugin_manager import PluginManager
 from trainhooks.stopping import StopState
 
 log = logging.getLogger("trainhooks")
@@ -195,7 +195,7 @@ class Trainer:
     :param fast_data: iterate a ``DataLoader`` over a ``TensorDataset`` by indexing its tensors
         instead of collating samples one by one; same batches, same order, same random numbers
         (see :mod:`trainhooks.data`). False uses the DataLoader as given.
-    :param plugin_host: an already loaded :class:`~trainhooks.host.PluginHost` (the CLI builds
+    :param plugin_host: an already loaded :class:`~trainhooks.plugin_manager.PluginManager` (the CLI builds
         one to show plugin options in ``--help``); ``plugins`` names and ``disable`` are then
         ignored, objects are still registered.
     :param precision: ``"32"`` (default), ``"bf16"`` (autocast to bfloat16) or ``"16"`` (autocast
@@ -240,8 +240,8 @@ class Trainer:
         model already wrapped by ``torch.compile`` is unwrapped and compiled the same way.
     :param deterministic: use torch's deterministic algorithms (an error where an operation has
         none) and seed Python and NumPy in DataLoader workers; recorded in checkpoints.
-    :param plugin_manager: an already loaded :class:`~trainhooks.host.PluginHost` (the same as
-        ``plugin_host``, its older name).
+    :param plugin_manager: an already loaded :class:`~trainhooks.plugin_manager.PluginManager`;
+        ``plugin_host`` is its older name, kept working.
     """
 
     def __init__(
@@ -266,7 +266,7 @@ class Trainer:
         name: str | None = None,
         profile_hooks: bool = False,
         verbose: bool = True,
-        plugin_host: PluginHost | None = None,
+        plugin_host: PluginManager | None = None,
         precision: str | int = "32",
         dist_timeout: float = distributed.DEFAULT_TIMEOUT_S,
         dist_sync_every: int = 1,
@@ -286,7 +286,7 @@ class Trainer:
         dry_run: bool = False,
         compile: bool | str | dict[str, Any] = False,
         deterministic: bool = False,
-        plugin_manager: PluginHost | None = None,
+        plugin_manager: PluginManager | None = None,
     ) -> None:
         _check_arguments(model, save_dir, epochs, grad_clip_norm, plugins, disable, dist_timeout, dist_sync_every)
         self.preempt_signal = signals.parse_signal(preempt_signal)
@@ -372,6 +372,8 @@ class Trainer:
         self.artifacts: dict[str, Path] = {}
         self.num_train_batches: int | None = None
         self.num_val_batches: int | None = None
+        self.num_train_samples: int | None = None
+        self.num_val_samples: int | None = None
         self._stop = StopState()
         self._position = resume_module.EpochPosition()
         self._train_data: Any = None
@@ -400,7 +402,7 @@ class Trainer:
 
     def _init_plugins(
         self,
-        plugin_host: PluginHost | None,
+        plugin_host: PluginManager | None,
         plugins: Sequence[Any],
         disable: Sequence[str],
         callbacks: Sequence[Any],
@@ -412,11 +414,11 @@ class Trainer:
         names = [p for p in plugins if isinstance(p, str)]
         host = plugin_host
         if host is None:
-            host = PluginHost()
+            host = PluginManager()
             host.load_plugins(
                 enable=names, disable=disable, autoload=autoload, defaults=default_plugins, replacements=objects
             )
-        self.plugin_manager: PluginHost = host
+        self.plugin_manager: PluginManager = host
         self._log = MetricLog(host)
         used = {id(r.plugin) for r in host.records.values()}
         for obj in objects:
@@ -620,7 +622,14 @@ class Trainer:
         save_dir that is deleted afterwards, to check a task and its plugins end to end."""
         if resume is not None:
             raise ConfigError("dry_run checks a task from scratch: it does not resume (drop --resume or --dry-run)")
-        names = ("save_dir", "epochs", "limit_train_batches", "limit_val_batches", "max_steps", "min_epochs")
+        names: tuple[str, ...] = (
+            "save_dir",
+            "epochs",
+            "limit_train_batches",
+            "limit_val_batches",
+            "max_steps",
+            "min_epochs",
+        )
         names += ("min_steps", "val_every_n_epochs", "val_every_n_steps")
         kept = {n: getattr(self, n) for n in names}
         with tempfile.TemporaryDirectory(prefix="trainhooks-dry-run-") as tmp:

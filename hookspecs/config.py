@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def add_options(parser: OptionGroup) -> None:
     """Declare this plugin's command-line and API options.
 
-    Fires once per plugin, when the host builds the option table: before ``trainhooks fit``
+    Fires once per plugin, when the plugin manager builds the option table: before ``trainhooks fit``
     parses its arguments (so ``--help`` lists every installed plugin's options) and when a
     :class:`~trainhooks.Trainer` resolves ``options=``. It is the one hook that receives no
     ``trainer``: none exists yet.

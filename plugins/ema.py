@@ -13,8 +13,11 @@ model's ``state_dict`` is averaged, BatchNorm running statistics included; integ
 (``num_batches_tracked``) are left alone.
 
 The average is updated in ``on_before_zero_grad``, which fires once per optimizer step (once per
-accumulated step, and on every rank under DDP, where the weights are identical), with one fused
-``torch._foreach_lerp_`` on the model's own device: no copy to the CPU, no device sync.
+accumulated step, never per micro-batch, and on every rank under DDP, where the weights are
+identical), with one fused ``torch._foreach_lerp_`` on the model's own device: no copy to the CPU,
+no device sync. Under DDP the averages of buffers (BatchNorm statistics, which each rank updates
+from its own batches) are made rank 0's at every epoch end and before validating with the
+average, so every rank holds the average the checkpoint holds.
 
 ``use_for`` (``--ema-use-for``, default ``val,checkpoint,export``) chooses where the averaged
 weights replace the trained ones:
@@ -96,6 +99,7 @@ class EMA(trainhooks.Callback):
         self.keys: list[str] = []
         self.shadow: list[Any] | None = None  # the average, one tensor per averaged entry
         self._live: list[Any] = []  # the model's own tensors (share storage with its parameters)
+        self._buffer_at: list[int] = []  # positions of buffers (BatchNorm statistics) in keys
         self._loaded: dict[str, Any] | None = None
         self._backup: list[Any] | None = None
 
@@ -105,9 +109,26 @@ class EMA(trainhooks.Callback):
         self._reset()
 
     def _attach(self, trainer: trainhooks.Trainer) -> None:
-        state = trainer.unwrapped_model.state_dict()
+        model = trainer.unwrapped_model
+        state = model.state_dict()
         self.keys = [k for k, t in state.items() if t.is_floating_point()]
         self._live = [state[k] for k in self.keys]
+        buffers = {name for name, _ in model.named_buffers()}
+        self._buffer_at = [i for i, k in enumerate(self.keys) if k in buffers]
+
+    def _agree(self, trainer: trainhooks.Trainer) -> None:
+        """Under DDP: rank 0's average of the buffers on every rank (parameters already agree).
+
+        DDP keeps parameters identical, so their averages are too; but each rank's BatchNorm
+        statistics move with its own micro-batches between DDP's broadcasts, and so would their
+        averages. Rank 0's are the ones its checkpoint saves, so every rank takes those, at each
+        epoch end and before validating with the average. Without buffers, or in one process,
+        nothing happens.
+        """
+        shadow = self.shadow
+        if shadow is None or not self._buffer_at or not trainer.strategy.is_distributed:
+            return
+        trainer.strategy.broadcast_tensors([shadow[i] for i in self._buffer_at], "the ema buffer broadcast")
 
     def on_train_start(self, trainer: trainhooks.Trainer) -> None:
         self._attach(trainer)
@@ -159,8 +180,12 @@ class EMA(trainhooks.Callback):
             torch._foreach_copy_(self._live, self._backup)
             self._backup = None
 
+    def on_train_epoch_end(self, trainer: trainhooks.Trainer) -> None:
+        self._agree(trainer)
+
     def on_val_start(self, trainer: trainhooks.Trainer) -> None:
         if "val" in self.use_for:
+            self._agree(trainer)  # mid-epoch validation (val_every_n_steps) too
             self._swap_in(trainer)
 
     def on_val_end(self, trainer: trainhooks.Trainer) -> None:

@@ -1,19 +1,22 @@
-"""``summary``: two lines at the start of ``fit`` saying what is about to be trained, and how.
+"""``summary``: two lines at the start of ``fit`` saying what is about to be trained, how, and where to.
 
 Default on; silent under ``--quiet`` (``Trainer(verbose=False)``) and on every rank but zero::
 
-    Model Sequential: 1,210 parameters (all trainable), 4.7 KiB | data: 45 train, 12 val batches | cpu, precision 32
-    Plugins: checkpoint, csv, lr, nan_guard, onnx, plot, progress, summary, torchscript
+    Model Sequential: 1,210 parameters (all trainable), 4.7 KiB | data: 1,437 train, 360 val samples | cpu, precision 32
+    Plugins: checkpoint, csv, lr, nan_guard, onnx, plot, progress, summary, torchscript | save dir: runs/train
 
 It prints in ``on_train_start``, after a resume and after the distributed set-up, so the
-device, the batches per epoch (this rank's share, under torchrun) and the plugin list are the
-ones the run uses. Counting parameters reads no tensor values: no device sync.
+device, the data sizes (samples per epoch, this rank's share under torchrun; batches for data
+that does not say its samples), the plugin list and the save dir (``runs/train2`` when the
+default is taken) are the ones the run uses. Counting parameters reads no tensor values: no
+device sync.
 """
 
 from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any, TextIO
 
 import trainhooks
@@ -51,17 +54,45 @@ def model_line(model: Any) -> str:
     return f"Model {type(model).__name__}: {count(total)} {noun} ({which}), {size(nbytes)}"
 
 
-def data_line(train_batches: int | None, val_batches: int | None) -> str:
-    """``data: 45 train, 12 val batches`` (``?`` for an iterable without a length)."""
+def data_line(
+    train_batches: int | None,
+    val_batches: int | None,
+    train_samples: int | None = None,
+    val_samples: int | None = None,
+) -> str:
+    """``data: 1,437 train, 360 val samples``; in batches for data that does not say its samples.
 
-    def n(value: int | None) -> str:
-        return "?" if value is None else f"{value:,}"
+    Samples are what a reader compares across runs and papers (batches change with the batch
+    size). A split whose data has no sampler or dataset with a length (a list of batches, a
+    generator) is given in batches, with the unit written out: ``data: 1,437 train samples, 12
+    val batches``; ``?`` is an iterable without any length.
+    """
 
-    parts = [f"{n(train_batches)} train"]
-    if val_batches is not None:
-        parts.append(f"{n(val_batches)} val")
-    last = val_batches if val_batches is not None else train_batches
-    return f"data: {', '.join(parts)} {'batch' if last == 1 else 'batches'}"
+    def noun(n: int | None, unit: str) -> str:
+        return unit if n == 1 else {"batch": "batches", "sample": "samples"}[unit]
+
+    parts = [
+        (name, *((samples, "sample") if samples is not None else (batches, "batch")))
+        for name, batches, samples in (("train", train_batches, train_samples), ("val", val_batches, val_samples))
+        if name == "train" or val_batches is not None or val_samples is not None
+    ]
+    shown = ["?" if n is None else f"{n:,}" for _, n, _ in parts]
+    if len({unit for *_, unit in parts}) == 1:  # one unit: said once, after the last split
+        text = ", ".join(f"{value} {name}" for value, (name, _, _) in zip(shown, parts))
+        return f"data: {text} {noun(parts[-1][1], parts[-1][2])}"
+    return "data: " + ", ".join(f"{value} {name} {noun(n, unit)}" for value, (name, n, unit) in zip(shown, parts))
+
+
+def save_dir_text(trainer: trainhooks.Trainer) -> str:
+    """Where the run writes: relative to the working directory when inside it (``runs/train2``),
+    else the full path; a dry run keeps nothing."""
+    if getattr(trainer, "dry_run", False):
+        return "none kept (dry run)"
+    path = Path(trainer.save_dir)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
@@ -73,7 +104,12 @@ def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
     first = " | ".join(
         [
             model_line(trainer.unwrapped_model),
-            data_line(trainer.num_train_batches, trainer.num_val_batches),
+            data_line(
+                trainer.num_train_batches,
+                trainer.num_val_batches,
+                getattr(trainer, "num_train_samples", None),
+                getattr(trainer, "num_val_samples", None),
+            ),
             f"{device}, {precision}",
         ]
     )
@@ -85,6 +121,11 @@ def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
     if callbacks:
         text += f"; callbacks: {', '.join(callbacks)}"
     lines += textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False)
+    where = f"save dir: {save_dir_text(trainer)}"  # kept whole: a path is copied from here
+    if len(lines[-1]) + 3 + len(where) <= width:
+        lines[-1] += " | " + where
+    else:
+        lines.append("  " + where)
     return lines
 
 
@@ -103,4 +144,4 @@ class Summary(trainhooks.Callback):
         print("\n".join(summary_lines(trainer)), file=out, flush=True)
 
 
-__all__ = ["Summary", "count", "data_line", "model_line", "size", "summary_lines"]
+__all__ = ["Summary", "count", "data_line", "model_line", "save_dir_text", "size", "summary_lines"]

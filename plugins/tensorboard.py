@@ -4,9 +4,13 @@ Opt-in (needs the ``tensorboard`` package: ``pip install "trainhooks[tensorboard
 ``trainhooks fit -p tensorboard``, then ``tensorboard --logdir runs``.
 
 Writes every metric in ``trainer.metrics`` after each epoch, tagged by its name (``train/loss``,
-``val/acc``, ``lr``) at step = epoch number (1-based, as in metrics.csv); optionally the
-training loss every N optimizer steps (``--tb-log-every-n-steps``, tag ``train/loss_step``,
-step = global step); the model graph at the first batch (``--no-tb-graph`` to skip); and the run's
+``val/acc``, ``lr``) at step = epoch number (1-based, as in metrics.csv); the per-step values of
+the ``on_log`` hook (every ``log_every_n_steps`` optimizer steps, ``--log-every-n-steps``: the
+step's ``train/loss``, ``lr``, values plugins logged, ``val/*`` of a validation every
+``val_every_n_steps``) tagged with a ``_step`` suffix (``train/loss_step``) at step = global
+step, as the tracker plugins name them; optionally the training loss at its own cadence too
+(``--tb-log-every-n-steps N``, tag ``train/loss_step``; a step ``on_log`` already wrote is not
+written twice); the model graph at the first batch (``--no-tb-graph`` to skip); and the run's
 hyper-parameters with the final metrics at the end (the HPARAMS tab). Files go to
 ``save_dir/tensorboard`` (``--tb-dir``). Runs on global rank zero only.
 """
@@ -77,8 +81,20 @@ class TensorBoard(trainhooks.Callback):
 
     def on_train_batch_end(self, trainer: trainhooks.Trainer, outputs: dict[str, Any]) -> None:
         n = self.every_n_steps
-        if n and trainer.global_step % n == 0:
-            self._open(trainer).add_scalar("train/loss_step", float(outputs["loss"].item()), trainer.global_step)
+        step = trainer.global_step
+        if n and step % n == 0:
+            logs = trainer.log_every_n_steps
+            if logs and step % logs == 0:
+                return  # on_log (which follows) writes this step's train/loss_step
+            self._open(trainer).add_scalar("train/loss_step", float(outputs["loss"].item()), step)
+
+    @trainhooks.hookimpl(optionalhook=True)
+    def on_log(self, trainer: trainhooks.Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        if epoch_end:  # the epoch series is written at on_fit_epoch_end, at step = epoch
+            return
+        writer = self._open(trainer)
+        for key, value in metrics.items():
+            writer.add_scalar(key if key.endswith("_step") else f"{key}_step", float(value), int(step))
 
     def on_fit_epoch_end(self, trainer: trainhooks.Trainer) -> None:
         writer = self._open(trainer)

@@ -6,7 +6,9 @@ once, on that rank only; ``DISTPROBE_FAIL_RANK``/``_FAIL_STEP`` raise in ``on_tr
 ``DISTPROBE_HANG_RANK``/``_HANG_STEP`` sleep there for 20 s (a stalled, not dead, peer).
 ``DISTPROBE_BLOCK_RANK``/``_BLOCK_STEP`` block there, after writing ``blocked<RANK>``, until the
 test creates ``$DISTPROBE_DIR/release`` (so the other rank waits inside the stop agreement at a
-moment the test knows). ``DISTPROBE_BREAK=forward|backward-oom|sigkill`` with
+moment the test knows); a SIGTERM, SIGINT or SIGUSR1 that reaches the blocked rank meanwhile is
+passed on to the Trainer's handler and then noted in ``signalled<RANK>``. At that step every other
+rank writes ``agreeing<RANK>`` (its pid) from ``should_stop``, right before the stop agreement. ``DISTPROBE_BREAK=forward|backward-oom|sigkill`` with
 ``DISTPROBE_BREAK_RANK``/``_BREAK_STEP`` makes that rank's training step fail outside any hook:
 the model's forward raises, backward raises ``torch.OutOfMemoryError``, or the process SIGKILLs
 itself in forward. ``DISTPROBE_WARN=1`` warns once per rank at the start.
@@ -14,12 +16,14 @@ itself in forward. ``DISTPROBE_WARN=1`` warns once per rank at the start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -90,8 +94,34 @@ def on_train_batch_end(trainer: Any) -> None:
             fh.write(str(os.getpid()))
         release = os.path.join(folder, "release")
         deadline = time.monotonic() + _env("DISTPROBE_BLOCK_MAX", 120)
-        while not os.path.exists(release) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with _noting_signals(os.path.join(folder, f"signalled{trainer.rank}")):
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _noting_signals(marker: str) -> Iterator[None]:
+    """While blocked: each stop signal goes to the handler installed before (the Trainer's), then
+    its name is written to ``marker``, so the test knows this rank has recorded it."""
+    installed: dict[signal.Signals, tuple[Any, Any]] = {}
+
+    def noting(signum: int, frame: Any) -> None:
+        previous = installed[signal.Signals(signum)][1]
+        previous(signum, frame)
+        with open(marker, "a", encoding="utf-8") as fh:
+            fh.write(signal.Signals(signum).name + "\n")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+            installed[sig] = (noting, previous)
+            signal.signal(sig, noting)
+    try:
+        yield
+    finally:
+        for sig, (mine, previous) in installed.items():
+            if signal.getsignal(sig) is mine:  # the Trainer's handler may have replaced itself meanwhile
+                signal.signal(sig, previous)
 
 
 def _fail_in_forward(module: Any, args: Any) -> None:
@@ -139,6 +169,9 @@ def teardown(trainer: Any, stage: str) -> None:
 
 @trainhooks.hookimpl
 def should_stop(trainer: Any) -> str | None:
+    if trainer.global_step == _env("DISTPROBE_BLOCK_STEP") and trainer.rank != _env("DISTPROBE_BLOCK_RANK"):
+        with open(os.path.join(os.environ["DISTPROBE_DIR"], f"agreeing{trainer.rank}"), "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
     if trainer.rank == _env("DISTPROBE_STOP_RANK") and trainer.global_step == _env("DISTPROBE_STOP_STEP"):
         return f"probe asked to stop on rank {trainer.rank} at step {trainer.global_step}"
     return None

@@ -46,7 +46,7 @@ def test_lockstep_reports_a_failing_loop() -> None:
 
 
 def test_dummy_plugin_distributions_are_discovered(tmp_path: Path, monkeypatch) -> None:
-    from trainhooks.host import discover_entry_points
+    from trainhooks.plugin_manager import discover_entry_points
 
     measure.write_dummy_plugins(tmp_path, 3)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -96,6 +96,16 @@ def test_validate_predict_export_on_saved_weights(tmp_path, capsys) -> None:
     [
         (["fit", "--epochs", "0"], "expected a positive integer"),
         (["fit", "--lr", "nan"], "expected a positive number"),
+        (["fit", "--epochs", "ten"], "argument --epochs: expected a positive integer, got 'ten'"),
+        (["fit", "--dist-timeout", "inf"], "argument --dist-timeout: expected a positive number, got 'inf'"),
+        (
+            ["fit", "--stop-timeout", "-1"],
+            "argument --stop-timeout: expected a non-negative number of seconds, got '-1'",
+        ),
+        (
+            ["fit", "--stop-timeout", "soon"],
+            "argument --stop-timeout: expected a non-negative number of seconds, got 'soon'",
+        ),
         (["fit", "--task", "no_such_module:make"], "cannot import module 'no_such_module'"),
         (["fit", "--task", "json"], "expected 'package.module:function'"),
         (["fit", "--task", "json:dumps"], "raised TypeError"),

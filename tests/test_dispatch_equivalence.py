@@ -1,8 +1,8 @@
 """The typed facade calls exactly what pluggy's own calling would: same functions, order, arguments, results.
 
-Each test builds a host with plugins that log every call, then calls each hook twice: through
+Each test builds a plugin manager with plugins that log every call, then calls each hook twice: through
 ``trainer.hooks`` (generated callers, or pluggy's caller where the facade falls back to it) and
-through ``host.hook.<name>(...)`` (pluggy itself), and compares the two logs and results.
+through ``plugin_manager.hook.<name>(...)`` (pluggy itself), and compares the two logs and results.
 """
 
 from __future__ import annotations
@@ -77,19 +77,19 @@ def _make_plugin(i: int, log: list[tuple[Any, ...]], *, marker: dict[str, bool],
 
 
 def _compare(trainer: trainhooks.Trainer, log: list[tuple[Any, ...]], hooks: Any = None) -> None:
-    host = trainer.plugin_manager
+    plugin_manager = trainer.plugin_manager
     for hook, kwargs in CALLS.items():
         log.clear()
         fast = getattr(hooks or trainer.hooks, hook)(*kwargs.values())
         fast_log = list(log)
         log.clear()
-        slow = getattr(host.hook, hook)(trainer=trainer, **kwargs)
+        slow = getattr(plugin_manager.hook, hook)(trainer=trainer, **kwargs)
         assert fast_log == log, hook
         if hook in FIRSTRESULT:
             assert (None if fast is None else fast[0]) == slow, hook
             if fast is not None:  # both paths (generated, and pluggy's with wrappers) name the plugin
-                assert fast[1] in host.call_order(hook), (hook, fast)
-                answering = host.get_plugin(fast[1])
+                assert fast[1] in plugin_manager.call_order(hook), (hook, fast)
+                answering = plugin_manager.get_plugin(fast[1])
                 if hook == "should_stop":
                     assert fast[0] == f"stop{type(answering).__name__[1:]}", (fast, type(answering).__name__)
         elif hook in COLLECTING:
@@ -151,18 +151,18 @@ def test_blocked_plugins_are_not_called_and_unblocked_ones_come_back(make_traine
     log: list[tuple[Any, ...]] = []
     plugins = [_make_plugin(i, log, marker={}, kind="plain", returns=_returns(i)) for i in range(4)]
     trainer = make_trainer(plugins=plugins)
-    host = trainer.plugin_manager
+    plugin_manager = trainer.plugin_manager
     trainer.hooks.on_after_backward()  # build the callers first: blocking must rebuild them
-    name = host.get_name(plugins[1])
-    host.set_blocked(name)
+    name = plugin_manager.get_name(plugins[1])
+    plugin_manager.set_blocked(name)
     log.clear()
     trainer.hooks.on_after_backward()
     assert [entry[1] for entry in log] == [0, 2, 3]
     _compare(trainer, log)
     with pytest.raises(trainhooks.PluginError):
-        host.register(plugins[1], name)
-    assert host.unblock(name)
-    host.register(plugins[1], name)
+        plugin_manager.register(plugins[1], name)
+    assert plugin_manager.unblock(name)
+    plugin_manager.register(plugins[1], name)
     log.clear()
     trainer.hooks.on_after_backward()
     assert [entry[1] for entry in log] == [0, 2, 3, 1]  # re-registered: last in its group
@@ -208,14 +208,14 @@ def test_rank_zero_only_plugins_are_skipped_on_other_ranks(make_trainer, monkeyp
     plugins = _rank_plugins(log, with_wrapper)
     trainer = make_trainer(plugins=plugins)
     assert not trainer.is_global_zero
-    host = trainer.plugin_manager
+    plugin_manager = trainer.plugin_manager
     skipped = [p for p in plugins if getattr(p, "rank_zero_only", False)]
     for hook, kwargs in CALLS.items():
         log.clear()
         fast = getattr(trainer.hooks, hook)(*kwargs.values())
         fast_log = list(log)
         log.clear()
-        slow = host.subset_hook_caller(hook, skipped)(trainer=trainer, **kwargs)
+        slow = plugin_manager.subset_hook_caller(hook, skipped)(trainer=trainer, **kwargs)
         assert fast_log == log, hook
         assert {entry[1] for entry in fast_log}.isdisjoint({0, 2, 4}), hook
         if hook in FIRSTRESULT:

@@ -39,17 +39,17 @@ def test_readme_hook_table_names_real_hooks() -> None:
 
 
 def test_every_builtin_plugin_and_option_is_documented() -> None:
-    from trainhooks.host import PluginHost
     from trainhooks.options import collect_options
+    from trainhooks.plugin_manager import PluginManager
 
     text = (REPO / "docs" / "plugins.md").read_text()
-    host = PluginHost()
-    host.load_plugins(strict=True)
-    for name, rec in host.records.items():
+    plugin_manager = PluginManager()
+    plugin_manager.load_plugins(strict=True)
+    for name, rec in plugin_manager.records.items():
         if rec.source == "builtin":
             assert f"`{name}`" in text, f"plugin {name} is not documented in docs/plugins.md"
-    for spec in collect_options(host).specs.values():
-        if host.records[spec.plugin].source != "builtin":
+    for spec in collect_options(plugin_manager).specs.values():
+        if plugin_manager.records[spec.plugin].source != "builtin":
             continue  # installed third-party plugins (integrations/) document themselves
         assert spec.flags[0] in text, f"option {spec.flags[0]} of {spec.plugin} is not documented"
 

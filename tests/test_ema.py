@@ -73,6 +73,24 @@ def test_average_matches_a_hand_computation(tmp_path) -> None:
         assert torch.equal(v, log.after_step[-1][k])
 
 
+def test_under_accumulation_the_average_moves_once_per_optimizer_step(tmp_path) -> None:
+    log = WeightLog()  # on_train_batch_end: after each optimizer step (not each micro-batch)
+    micro: list[int] = []
+    ema = EMA(decay=0.7, warmup=0, use_for="none")
+    trainer = trainer_with(tmp_path, ema, log, epochs=2, accumulate_grad_batches=2)
+    trainer.add_callback("on_train_microbatch_end", lambda t: micro.append(t.global_step))
+    trainer.fit(*tiny_digits(n_train=160, n_val=32, batch_size=32))
+    assert len(micro) == 10  # 5 micro-batches per epoch: groups of 2, 2, 1
+    assert trainer.global_step == len(log.after_step) == 6
+    assert ema.updates == ema.steps == 6
+    expected = {k: v.clone() for k, v in log.start.items() if v.is_floating_point()}
+    for weights in log.after_step:
+        for k in expected:
+            expected[k] = 0.7 * expected[k] + 0.3 * weights[k]
+    for k, v in ema.weights().items():
+        torch.testing.assert_close(v, expected[k])
+
+
 def test_validation_checkpoint_and_export_use_the_average_then_swap_back(tmp_path) -> None:
     log = WeightLog()
     ema = EMA(decay=0.9, warmup=0)

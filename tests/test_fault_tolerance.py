@@ -13,7 +13,7 @@ import torch
 
 import trainhooks
 from trainhooks import checkpointing, cli
-from trainhooks.host import PluginDisabledWarning
+from trainhooks.plugin_manager import PluginDisabledWarning
 from trainhooks.plugins.checkpoint import ModelCheckpoint
 from trainhooks.plugins.csv_logger import CSVLogger
 from trainhooks.plugins.early_stopping import EarlyStopping

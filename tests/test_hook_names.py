@@ -10,15 +10,15 @@ import pytest
 
 import trainhooks
 from trainhooks.callbacks import hook_signatures
-from trainhooks.host import PluginHost
 from trainhooks.options import OptionGroup, OptionTable, call_add_options
+from trainhooks.plugin_manager import PluginManager
 from trainhooks.vocabulary import PEER_EVENTS
 
 
-def register(obj: Any) -> PluginHost:
-    host = PluginHost()
-    host.register(obj, "probe", callback_style=True)
-    return host
+def register(obj: Any) -> PluginManager:
+    plugin_manager = PluginManager()
+    plugin_manager.register(obj, "probe", callback_style=True)
+    return plugin_manager
 
 
 def callback_with(method: str, fn: Any = None) -> trainhooks.Callback:
@@ -59,8 +59,8 @@ def test_unprefixed_hooks_are_checked_too(wrong: str) -> None:
 
 
 def test_a_helper_method_with_an_unrelated_name_is_fine() -> None:
-    host = register(callback_with("summarise_metrics"))
-    assert host.plugin_hooks("probe") == []
+    plugin_manager = register(callback_with("summarise_metrics"))
+    assert plugin_manager.plugin_hooks("probe") == []
 
 
 # event name -> (framework, the trainhooks hook it should suggest)
@@ -189,7 +189,7 @@ def test_a_hook_argument_with_a_default_is_an_error_naming_it() -> None:
     with pytest.raises(
         trainhooks.HookArgumentError, match=r"'batch_idx' .* has a default value, so it is never passed"
     ):
-        PluginHost().register(Marked(), "marked")
+        PluginManager().register(Marked(), "marked")
 
 
 def test_a_defaulted_helper_parameter_warns_naming_it() -> None:

@@ -10,7 +10,7 @@ import trainhooks
 from trainhooks import hookspecs
 from trainhooks.callbacks import Callback, hook_signatures
 from trainhooks.dispatch import HookDispatcher
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 # The public contract third-party plugins are written against (issue "Core engine").
 CONTRACT = {
@@ -63,7 +63,7 @@ def test_markers_are_the_public_names() -> None:
 
 @pytest.mark.parametrize("name", list(hook_signatures()))
 def test_every_hookspec_documents_when_args_and_return(name: str) -> None:
-    caller = getattr(PluginHost().hook, name)
+    caller = getattr(PluginManager().hook, name)
     doc = inspect.getdoc(caller.spec.function) or ""
     assert len(doc.splitlines()) >= 3, f"{name} needs a real docstring"
     for arg in caller.spec.argnames:

@@ -1,4 +1,4 @@
-"""Real processes, real signals: SIGKILL at a random step then --resume is bitwise exact;
+"""Real processes, real signals: SIGKILL at a random (seeded, printed) step then --resume is bitwise exact;
 SIGTERM/SIGINT stop gracefully with a checkpoint; a full disk while checkpointing is one
 clear error and the previous checkpoint survives."""
 
@@ -40,22 +40,41 @@ TASK = textwrap.dedent(
 )
 
 # A plugin that reports progress and, at a chosen step, blocks so the test can kill the process
-# at a moment it knows; with TH_SLOW it slows every step down (for signals mid-epoch).
+# at a moment it knows. TH_PAUSE_AT waits there instead until a SIGTERM/SIGINT has reached the
+# Trainer's handler (the probe passes it on, then notes it): a signal at a known step.
 PROBE = textwrap.dedent(
     """
-    import os, time
+    import os, signal, time
     import torch
     import trainhooks
+
+    def progress(text):
+        with open(os.environ["TH_PROGRESS"], "a") as fh:
+            fh.write(f"{text}\\n")
 
     @trainhooks.hookimpl
     def on_train_batch_end(trainer):
         step = trainer.global_step
-        with open(os.environ["TH_PROGRESS"], "a") as fh:
-            fh.write(f"{step}\\n")
+        progress(step)
         if os.environ.get("TH_BLOCK_AT") and step == int(os.environ["TH_BLOCK_AT"]):
             time.sleep(600)
-        if os.environ.get("TH_SLOW"):
-            time.sleep(float(os.environ["TH_SLOW"]))
+        if os.environ.get("TH_PAUSE_AT") and step == int(os.environ["TH_PAUSE_AT"]):
+            seen = []
+            previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+            def noting(signum, frame):
+                previous[signum](signum, frame)  # the Trainer's handler records it
+                seen.append(signum)
+
+            for sig in previous:
+                signal.signal(sig, noting)
+            progress(f"paused{step}")
+            deadline = time.monotonic() + 120
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for sig in previous:
+                if signal.getsignal(sig) is noting:
+                    signal.signal(sig, previous[sig])
 
     @trainhooks.hookimpl
     def on_save_checkpoint(trainer, checkpoint):
@@ -130,9 +149,22 @@ def uninterrupted(workdir: Path) -> Path:
     return save_dir
 
 
+def kill_seed() -> int:
+    """``TRAINHOOKS_TEST_SEED`` if set (to re-run a failure exactly), else a fresh random seed."""
+    raw = os.environ.get("TRAINHOOKS_TEST_SEED", "").strip()
+    if not raw:
+        return random.SystemRandom().randrange(2**32)
+    try:
+        return int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"TRAINHOOKS_TEST_SEED={raw!r} is not an integer") from None
+
+
 def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(workdir: Path, uninterrupted: Path) -> None:
-    step = random.Random().randint(1, 134)  # 3 epochs x 45 steps; any step, mid-epoch or not
-    print(f"killing at step {step}")
+    seed = kill_seed()
+    step = random.Random(seed).randint(1, 134)  # 3 epochs x 45 steps; any step, mid-epoch or not
+    # pytest shows this line with a failure: the seed re-runs the very same case.
+    print(f"killing at step {step}; re-run this case with TRAINHOOKS_TEST_SEED={seed}")
     save_dir = workdir / f"killed-{step}"
     proc = fit(workdir, save_dir, env={"TH_BLOCK_AT": str(step)})
     wait_for_step(save_dir.parent / f"{save_dir.name}.progress", step, proc)
@@ -146,7 +178,11 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(workdir: Path
         resume_args: tuple[str, ...] = ()
     else:
         saved = checkpointing.load_checkpoint(last)  # never corrupt
-        assert 0 <= step - saved["global_step"] < 5  # at most N=5 steps lost
+        # Saves every N=5 steps are written in the background, one in flight at most: the kill
+        # loses at most the N steps since the last save begun, plus the N of a write still in
+        # flight (killed in step 35's hook before step 35's save began, the newest durable save
+        # is step 30's, or step 25's while step 30's is still being written).
+        assert saved["global_step"] % 5 == 0 and 0 <= step - saved["global_step"] <= 2 * 5, seed
         resume_args = ("--resume", str(last))
     proc = fit(workdir, save_dir, *resume_args)
     _out, err = proc.communicate(timeout=300)
@@ -155,7 +191,9 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(workdir: Path
     reference, resumed = final_weights(uninterrupted), final_weights(save_dir)
     assert reference.keys() == resumed.keys()
     for key in reference:
-        assert torch.equal(reference[key], resumed[key]), f"{key} differs after kill at step {step}"
+        assert torch.equal(reference[key], resumed[key]), (
+            f"{key} differs after kill at step {step} (TRAINHOOKS_TEST_SEED={seed})"
+        )
     rows = list(csv.DictReader((save_dir / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # no duplicated or missing epochs
     ref_rows = list(csv.DictReader((uninterrupted / "metrics.csv").open()))
@@ -165,19 +203,19 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(workdir: Path
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_gracefully_with_a_checkpoint(workdir: Path, uninterrupted: Path, sig, code) -> None:
     save_dir = workdir / f"signal-{sig.name}"
-    proc = fit(workdir, save_dir, env={"TH_SLOW": "0.01"})
-    wait_for_step(save_dir.parent / f"{save_dir.name}.progress", 60, proc)
+    proc = fit(workdir, save_dir, env={"TH_PAUSE_AT": "60"})
+    wait_for_step(save_dir.parent / f"{save_dir.name}.progress", "paused60", proc)  # in a hook at step 60
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert f"{sig.name} received: stopping after epoch 2" in err
+    assert f"{sig.name} received: stopping after epoch 2, step 60" in err
     # The hint is this command again (same task, epochs, save dir) with --resume: it can be pasted.
     hint = next(line for line in err.splitlines() if line.startswith("Resume with: "))
     assert hint.startswith("Resume with: trainhooks fit --task killtask:make --epochs 3 ")
     assert hint.endswith(f"--resume {save_dir / 'weights' / 'last.pt'}") and f"--save-dir {save_dir}" in hint
     saved = checkpointing.load_checkpoint(save_dir / "weights" / "last.pt")
     assert saved["stopped_by"] == "signal" and saved["epoch_completed"] is False
-    assert saved["progress"]["batches_done"] == saved["global_step"] - 45
+    assert saved["global_step"] == 60 and saved["progress"]["batches_done"] == 60 - 45
 
     proc = fit(workdir, save_dir, "--resume", str(save_dir / "weights" / "last.pt"))
     _out, err = proc.communicate(timeout=300)
@@ -217,7 +255,10 @@ def test_kill_during_a_checkpoint_write_leaves_last_pt_intact(workdir: Path) -> 
     progress = save_dir.parent / f"{save_dir.name}.progress"
     proc = fit(workdir, save_dir, env={"TH_HUGE_AT_STEP": "10"})
     wait_for_step(progress, "saving10", proc)
-    time.sleep(random.uniform(0.0, 1.0))  # somewhere inside the write (or just after it)
+    seed = kill_seed()
+    pause = random.Random(seed).uniform(0.0, 1.0)
+    print(f"killing {pause:.3f}s into the write; re-run this case with TRAINHOOKS_TEST_SEED={seed}")
+    time.sleep(pause)  # somewhere inside the write (or just after it): any moment is a valid case
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     saved = checkpointing.load_checkpoint(weights / "last.pt")

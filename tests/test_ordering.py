@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pluggy
 import pytest
 import torch
@@ -99,9 +102,9 @@ def test_firstresult_wrapper_sees_the_result(make_trainer, loaders) -> None:
 
 def _run_both_ways(trainer, name: str, **kwargs):
     """Call a hook through trainhooks' fast path and through pluggy's own caller."""
-    host = trainer.plugin_manager
+    plugin_manager = trainer.plugin_manager
     fast = getattr(trainer.hooks, name)(*kwargs.values())
-    slow = getattr(host.hook, name)(trainer=trainer, **kwargs)
+    slow = getattr(plugin_manager.hook, name)(trainer=trainer, **kwargs)
     return fast, slow
 
 
@@ -198,4 +201,40 @@ def test_loop_map_lists_plugins_in_call_order(make_trainer) -> None:
 
 
 def test_pluggy_is_really_used() -> None:
-    assert isinstance(trainhooks.PluginHost(), pluggy.PluginManager)
+    assert isinstance(trainhooks.PluginManager(), pluggy.PluginManager)
+
+
+def test_the_plugin_manager_has_one_name(make_trainer) -> None:
+    from trainhooks import plugin_manager
+
+    trainer = make_trainer()
+    assert type(trainer.plugin_manager) is trainhooks.PluginManager is plugin_manager.PluginManager
+    assert "PluginManager" in trainhooks.__all__ and "PluginHost" not in trainhooks.__all__
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        "import trainhooks; trainhooks.PluginHost",
+        "from trainhooks.host import PluginHost",
+        "from trainhooks.plugin_manager import PluginHost",
+    ],
+)
+def test_the_old_name_still_works_and_says_it_is_deprecated(old: str) -> None:
+    # A fresh interpreter with DeprecationWarning as an error: importing the trainer (which may
+    # still say PluginHost inside trainhooks) passes, and the user's own use of the old name warns.
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "import trainhooks.trainer, trainhooks.cli\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as got:\n"
+        f"    exec({old!r})\n"
+        "from trainhooks import plugin_manager, host\n"
+        "assert plugin_manager.PluginHost is plugin_manager.PluginManager is host.PluginManager\n"
+        "print([(w.category.__name__, str(w.message), w.filename) for w in got])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "('DeprecationWarning', 'PluginHost is deprecated: use trainhooks.PluginManager" in done.stdout
+    assert "'<string>')" in done.stdout  # pointed at the code that asked for the old name
+    assert done.stdout.count("DeprecationWarning") == 1

@@ -9,15 +9,19 @@ import matplotlib.image
 import torch
 
 import trainhooks
+from trainhooks.batches import sample_count
 from trainhooks.plugins.checkpoint import ModelCheckpoint
 from trainhooks.plugins.plot import PlotResults, best_epoch, draw, group_metrics
 from trainhooks.plugins.progress import Progress, format_metrics
-from trainhooks.plugins.summary import Summary, count, size
+from trainhooks.plugins.summary import Summary, count, data_line, size
 from trainhooks.testing import tiny_digits, tiny_model
 
 
 # --------------------------------------------------------------------------- summary
-def test_summary_names_parameters_size_data_device_precision_and_plugins(make_trainer, loaders) -> None:
+def test_summary_names_parameters_size_data_device_precision_and_plugins(
+    make_trainer, loaders, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the save dir shows relative to it: "run"
     out = io.StringIO()
     model = tiny_model()
     model[0].weight.requires_grad_(False)  # 64*16 frozen of 64*16+16+16*10+10 = 1210
@@ -26,10 +30,19 @@ def test_summary_names_parameters_size_data_device_precision_and_plugins(make_tr
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0] == (
-        "Model Sequential: 1,210 parameters (186 trainable), 4.7 KiB | data: 3 train, 2 val batches | cpu, precision 32"
+        "Model Sequential: 1,210 parameters (186 trainable), 4.7 KiB | data: 96 train, 64 val samples | cpu, precision 32"
     )
-    assert lines[1] == "Plugins: Summary, csv; callbacks: Callback"
+    assert lines[1] == "Plugins: Summary, csv; callbacks: Callback | save dir: run"
     assert all(len(line) <= 120 for line in lines)
+
+
+def test_summary_keeps_a_long_save_dir_whole_on_a_line_of_its_own(make_trainer, loaders, tmp_path) -> None:
+    out = io.StringIO()
+    save_dir = tmp_path / ("a-long-run-name-" * 6)  # outside the working directory: the full path
+    make_trainer(plugins=[Summary(stream=out)], save_dir=save_dir).fit(*loaders)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "Plugins: Summary"
+    assert lines[2] == f"  save dir: {save_dir}"
 
 
 def test_summary_is_silent_when_quiet_and_on_by_default(make_trainer, loaders, tmp_path) -> None:
@@ -38,6 +51,59 @@ def test_summary_is_silent_when_quiet_and_on_by_default(make_trainer, loaders, t
     assert out.getvalue() == ""
     trainer = trainhooks.Trainer(tiny_model(), loss_fn=torch.nn.CrossEntropyLoss(), save_dir=tmp_path / "d")
     assert "summary" in {r.name for r in trainer.plugin_manager.active()}
+
+
+def test_summary_gives_samples_and_falls_back_to_batches_saying_so(make_trainer, loaders) -> None:
+    train, val = loaders  # DataLoaders: 96 and 64 samples in 3 and 2 batches
+    as_lists = [list(train), list(val)]  # plain lists of batches: no sampler, no dataset
+
+    def line(train_data, val_data) -> str:
+        out = io.StringIO()
+        make_trainer(plugins=[Summary(stream=out)], epochs=1).fit(train_data, val_data)
+        return out.getvalue().splitlines()[0].split(" | ")[1]
+
+    assert line(train, val) == "data: 96 train, 64 val samples"
+    assert line(*as_lists) == "data: 3 train, 2 val batches"
+    assert line(train, as_lists[1]) == "data: 96 train samples, 2 val batches"
+    assert line(iter(as_lists[0]), None) == "data: ? train batches"  # a generator: no length at all
+
+
+def test_summary_save_dir_is_relative_inside_the_working_directory(
+    make_trainer, loaders, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], epochs=1, save_dir=tmp_path / "runs" / "mine").fit(*loaders)
+    assert out.getvalue().splitlines()[1].endswith(" | save dir: runs/mine")
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], dry_run=True).fit(*loaders)
+    assert out.getvalue().splitlines()[1].endswith(" | save dir: none kept (dry run)")
+
+
+def test_summary_samples_count_what_the_batch_limits_take(make_trainer, loaders) -> None:
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], epochs=1, limit_train_batches=2, limit_val_batches=1).fit(*loaders)
+    assert out.getvalue().splitlines()[0].split(" | ")[1] == "data: 64 train, 32 val samples"  # batches of 32
+
+
+def test_summary_data_line_and_sample_counts() -> None:
+    assert data_line(1, None, 1, None) == "data: 1 train sample"
+    assert data_line(3, 1, None, None) == "data: 3 train, 1 val batch"
+    assert data_line(45, 12, 1437, 360) == "data: 1,437 train, 360 val samples"
+    dataset = torch.utils.data.TensorDataset(torch.zeros(10, 2))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4)
+    assert sample_count(loader) == 10 and sample_count(list(loader)) is None
+    # This rank's share under DDP: a DistributedSampler over 2 ranks draws 5 of the 10.
+    sharded = torch.utils.data.DataLoader(
+        dataset, batch_size=4, sampler=torch.utils.data.DistributedSampler(dataset, num_replicas=2, rank=0)
+    )
+    assert sample_count(sharded) == 5
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield from range(3)
+
+    assert sample_count(torch.utils.data.DataLoader(Stream(), batch_size=None)) is None  # no length anywhere
 
 
 def test_summary_units() -> None:

@@ -1,7 +1,7 @@
 """The dispatch-equivalence tests pass on the oldest and the newest pluggy ``pyproject.toml`` allows.
 
 pluggy's private names are used in one module (``trainhooks.pluggy_compat``); this runs
-``tests/test_dispatch_equivalence.py`` (and the host's ordering tests) in a subprocess against
+``tests/test_dispatch_equivalence.py`` (and the plugin manager's ordering tests) in a subprocess against
 each bound of the allowed range, installed for real from the package index into a temporary
 directory put first on ``sys.path``.
 """

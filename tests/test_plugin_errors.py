@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import types
+from typing import Any
 
 import pytest
 import torch
 
 import trainhooks
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 from trainhooks.testing import HookRecorder
 
 
@@ -19,15 +21,15 @@ def test_misspelled_marked_hook_suggests_close_names() -> None:
         def on_epoch_end(self, trainer):
             pass
 
-    host = PluginHost()
+    plugin_manager = PluginManager()
     with pytest.raises(trainhooks.UnknownHookError) as info:
-        host.register(Typo(), "typo")
+        plugin_manager.register(Typo(), "typo")
     msg = str(info.value)
     assert "'typo'" in msg and "'on_epoch_end'" in msg
     assert "did you mean on_fit_epoch_end / on_train_epoch_end?" in msg
     assert info.value.plugin == "typo" and info.value.hook == "on_epoch_end"
-    assert host.get_plugin("typo") is None and not host.has_plugin("typo")
-    assert host.call_order("on_train_epoch_end") == []
+    assert plugin_manager.get_plugin("typo") is None and not plugin_manager.has_plugin("typo")
+    assert plugin_manager.call_order("on_train_epoch_end") == []
 
 
 def test_misspelled_callback_method_is_an_error_not_silence(make_trainer) -> None:
@@ -57,6 +59,42 @@ def test_add_callback_with_unknown_event(make_trainer) -> None:
     assert "on_epoch_end:on_epoch_end" not in message and "did you mean on_fit_epoch_end" in message
     with pytest.raises(trainhooks.UnknownHookError, match=r"^callback event 'on_batch_end' \(for <lambda>\)"):
         trainhooks.LambdaCallback(on_batch_end=lambda t: None)
+
+
+def test_the_seed_alias_outside_a_callback_class_says_where_it_works(make_trainer) -> None:
+    # on_epoch_end works as a method of a Callback class; by name (add_callback, LambdaCallback)
+    # or as a @hookimpl function it is an error that says so, instead of a bare "did you mean".
+    class Plugin:
+        @trainhooks.hookimpl
+        def on_epoch_end(self, trainer: Any) -> None: ...
+
+    for attempt in (
+        lambda: make_trainer().add_callback("on_epoch_end", lambda trainer: None),
+        lambda: trainhooks.LambdaCallback(on_epoch_end=lambda trainer: None),
+        lambda: make_trainer(plugins=[Plugin()]),
+    ):
+        with pytest.raises(trainhooks.UnknownHookError) as info:
+            attempt()
+        assert "did you mean on_fit_epoch_end / on_train_epoch_end?" in str(info.value)
+        assert "on_epoch_end is accepted only as the name of a method in a callback class" in str(info.value)
+        assert "where it means on_fit_epoch_end" in str(info.value)
+
+
+def _declare(group: Any, flag: str) -> None:
+    group.add_option(flag, type=int, default=3, help="declared by a partial")
+
+
+def test_add_options_given_by_name_takes_a_partial_with_one_free_argument(make_trainer) -> None:
+    # A partial whose one free argument is not called "parser" receives the parser (add_options
+    # has no trainer argument to give it instead).
+    declare = functools.partial(_declare, flag="--probe-every")
+    trainer = make_trainer(callbacks=[trainhooks.LambdaCallback(add_options=declare)])
+    assert trainer.options["probe_every"] == 3
+    assert make_trainer().add_callback("add_options", declare) == "add_options:partial"
+    with pytest.raises(
+        trainhooks.HookArgumentError, match=r"argument 'group' of add_options .*it can take any of: parser"
+    ):
+        trainhooks.LambdaCallback(add_options=lambda group, flag: None)
 
 
 @pytest.mark.parametrize(
@@ -102,14 +140,14 @@ def test_argument_not_in_spec_names_plugin_hook_and_argument() -> None:
         def on_train_batch_end(self, trainer, batch, batch_index):
             pass
 
-    host = PluginHost()
+    plugin_manager = PluginManager()
     with pytest.raises(trainhooks.HookArgumentError) as info:
-        host.register(Bad(), "bad")
+        plugin_manager.register(Bad(), "bad")
     msg = str(info.value)
     assert "'bad'" in msg and "'batch_index'" in msg and "on_train_batch_end" in msg
     assert "did you mean batch_idx" in msg and "trainer, batch, batch_idx, outputs" in msg
     assert info.value.argument == "batch_index"
-    assert not host.has_plugin("bad")
+    assert not plugin_manager.has_plugin("bad")
 
 
 def test_callback_function_with_wrong_arguments(make_trainer) -> None:

@@ -203,6 +203,28 @@ def test_tensorboard_event_files_read_back(make_trainer, loaders) -> None:
     assert result.artifacts["tensorboard"] == trainer.save_dir / "tensorboard"
 
 
+def test_tensorboard_per_step_scalars_come_from_on_log(make_trainer, loaders) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: list[tuple[int, dict[str, float]]] = []
+    trainer = make_trainer(plugins=[TensorBoard(every_n_steps=3)], epochs=3, log_every_n_steps=2)
+    trainer.add_callback("on_log", lambda metrics, step, epoch_end: epoch_end or steps.append((step, metrics)))
+    result = trainer.fit(*loaders)
+    acc = EventAccumulator(str(trainer.save_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [s for s, _ in steps] == [2, 4, 6, 8]  # 9 steps
+    lr = acc.Scalars("lr_step")
+    assert [e.step for e in lr] == [2, 4, 6, 8]
+    assert [e.value for e in lr] == pytest.approx([m["lr"] for _, m in steps])
+    # every 2nd step from on_log, and the plugin's own every 3rd: step 6 once, not twice
+    loss = acc.Scalars("train/loss_step")
+    assert [e.step for e in loss] == [2, 3, 4, 6, 8, 9]
+    from_log = {e.step: e.value for e in loss if e.step % 2 == 0}
+    assert list(from_log.values()) == pytest.approx([m["train/loss"] for _, m in steps])
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]  # the epoch series is unchanged
+    assert [e.value for e in acc.Scalars("val/loss")] == pytest.approx([h["val/loss"] for h in result.history])
+
+
 def test_tensorboard_hparams(make_trainer, loaders) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2

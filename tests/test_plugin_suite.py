@@ -88,8 +88,10 @@ def test_default_cli_run_writes_everything_and_says_where(tmp_path, capsys) -> N
     assert code == 0
     lines = out.strip().splitlines()
     assert [line.split()[1] for line in lines if line.startswith("Epoch ")] == ["1/3", "2/3", "3/3"]
+    first, *lines = lines  # at once, before torch and the task load (issue 13)
+    assert first.startswith("trainhooks ") and "fit: loading" in first
     assert lines[0].startswith("Model Sequential: 4,810 parameters") and lines[1].startswith("Plugins: checkpoint")
-    for line in lines[2:-3]:  # after the summary, one line per epoch
+    for line in [x for x in lines[2:-3] if not x.startswith("  save dir:")]:  # one line per epoch
         assert "train/loss" in line and "val/acc" in line
     final, where, files = lines[-3:]
     assert final.startswith("Training finished after 3 of 3 epochs (135 steps") and "completed" not in final

@@ -52,7 +52,8 @@ def test_stop_decided_at_epoch_end(make_trainer, loaders) -> None:
     assert result.epochs_completed == 2
     # The stop came from the epoch-level consultation: fit_epoch_end happened before it.
     # firstresult: the recorder (trylast) is not consulted once the callback has answered.
-    assert rec.names()[-4:] == ["on_val_end", "on_fit_epoch_end", "on_train_end", "teardown"]
+    # (on_log: the epoch's final row, issue 13, fires between on_fit_epoch_end and should_stop.)
+    assert rec.names()[-5:] == ["on_val_end", "on_fit_epoch_end", "on_log", "on_train_end", "teardown"]
     assert rec.count("should_stop") == 3 * 2 + 1  # every batch, plus the end of epoch 0
 
 
@@ -78,6 +79,7 @@ def test_batch_level_stop_ends_epoch_early_but_keeps_bookkeeping(make_trainer, l
         "on_val_batch_end",
         "on_val_end",
         "on_fit_epoch_end",
+        "on_log",  # the epoch's final row (issue 13)
         "on_train_end",
         "teardown",
     ]

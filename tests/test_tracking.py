@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 import trainhooks
 import trainhooks.tracking
-from trainhooks.testing import tiny_digits, tiny_model
+from trainhooks.testing import tiny_digits, tiny_trainer
 
 
 class MemoryTracker(trainhooks.TrackerSink):
@@ -53,19 +52,7 @@ class MemoryTracker(trainhooks.TrackerSink):
 
 
 def make(save_dir: Path, tracker: MemoryTracker, epochs: int, **kwargs: Any) -> trainhooks.Trainer:
-    model = tiny_model()
-    return trainhooks.Trainer(
-        model,
-        loss_fn=torch.nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epochs=epochs,
-        save_dir=save_dir,
-        seed=0,
-        plugins=[tracker],
-        autoload=False,
-        verbose=False,
-        **kwargs,
-    )
+    return tiny_trainer(save_dir, plugins=[tracker], epochs=epochs, autoload=False, **kwargs)
 
 
 def test_lifecycle_params_metrics_final_artifacts_and_resume(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from trainhooks import interrupts
 from trainhooks.cli.args import RUN_COMMANDS, _command_of, build_parser, scan_plugin_flags, split_plugin_values
 from trainhooks.cli.render import _is_rank_zero, _rank_label, format_profile, hook_reference_markdown, summary_line
 from trainhooks.errors import HookError, TrainhooksError
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 if TYPE_CHECKING:
     from trainhooks.options import OptionTable
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watching = interrupts.watch()  # a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
     saved_filters = warnings.filters[:]
     if not _is_rank_zero():  # under torchrun: a warning every rank would print, printed by rank 0
-        from trainhooks.host import PluginDisabledWarning
+        from trainhooks.plugin_manager import PluginDisabledWarning
 
         warnings.simplefilter("ignore")
         warnings.simplefilter("default", PluginDisabledWarning)  # may concern one rank alone
@@ -55,9 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except TrainhooksError as exc:
         distributed_error = type(exc).__name__ == "DistributedError"
-        cause = getattr(exc, "original", None) if distributed_error else None
-        if cause is not None and not isinstance(cause, TrainhooksError):  # this rank's own step failed
-            print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)), file=sys.stderr, end="")
+        original: BaseException | None = getattr(exc, "original", None) if distributed_error else None
+        if original is not None and not isinstance(original, TrainhooksError):  # this rank's own step failed
+            print(
+                "".join(traceback.format_exception(type(original), original, original.__traceback__)),
+                file=sys.stderr,
+                end="",
+            )
         label = "" if distributed_error else _rank_label()  # it names its rank
         print(f"trainhooks: error: {label}{exc}", file=sys.stderr)
         return exc.exit_code
@@ -70,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         interrupts.unwatch(watching)
         logging.getLogger("trainhooks").removeHandler(handler)
-        warnings.filters[:] = saved_filters
+        warnings.filters[:] = saved_filters  # type: ignore[index]
 
 
 def _log_to_stderr() -> logging.Handler:
@@ -88,7 +92,7 @@ def _log_to_stderr() -> logging.Handler:
 
 def _main(argv: list[str]) -> int:
     command = _command_of(argv)
-    host: PluginHost | None = None
+    plugin_manager: PluginManager | None = None
     table: OptionTable | None = None
     if command in RUN_COMMANDS and not _asks_for_help(argv) and "--quiet" not in argv and _is_rank_zero():
         # At once, before torch, the plugins and the task load (seconds on a cold start).
@@ -99,13 +103,13 @@ def _main(argv: list[str]) -> int:
         from trainhooks.options import CORE_OPTIONS, collect_options
 
         enable, disable = scan_plugin_flags(argv)
-        host = PluginHost()
+        plugin_manager = PluginManager()
         helping = _asks_for_help(argv)
         # --help always works: a plugin that cannot load is named (its options are missing),
         # not raised; running the command still refuses it.
-        host.load_plugins(enable=enable, disable=disable, strict=not helping)
+        plugin_manager.load_plugins(enable=enable, disable=disable, strict=not helping)
         if helping:
-            for rec in host.records.values():
+            for rec in plugin_manager.records.values():
                 if rec.status == "error":
                     print(f"trainhooks: note: {rec.reason} (its options are not listed below)", file=sys.stderr)
         if command == "fit" and not helping:  # a resume loads the plugins its run had (unless -p says otherwise)
@@ -113,12 +117,12 @@ def _main(argv: list[str]) -> int:
 
             typed, typed_save_dir = resume.resume_target(argv)
             resume_path, checkpoint = resume.find_checkpoint(typed, typed_save_dir)
-            active = [r.name for r in host.active() if r.source in ("builtin", "entrypoint", "module")]
+            active = [r.name for r in plugin_manager.active() if r.source in ("builtin", "entrypoint", "module")]
             swap = resume.recorded_plugins(checkpoint, argv, enable, disable, active)
             if swap is not None:
-                host = PluginHost()
-                host.load_plugins(enable=[*enable, *swap[0]], disable=[*disable, *swap[1]])
-        table = collect_options(host, reserved=CORE_OPTIONS)
+                plugin_manager = PluginManager()
+                plugin_manager.load_plugins(enable=[*enable, *swap[0]], disable=[*disable, *swap[1]])
+        table = collect_options(plugin_manager, reserved=CORE_OPTIONS)
     parser = build_parser(table)
     args = parser.parse_args(argv)
     if command == "fit" and args.command == "fit" and table is not None and args.resume is not None and not helping:
@@ -126,7 +130,7 @@ def _main(argv: list[str]) -> int:
             args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
         # The enabled plugins' options (an opt-in plugin's recorded defaults would be refused),
         # with the --no-FLAG spelling of a bool setting, so that an explicit one overrides.
-        flags = {
+        flags: dict[str, Sequence[str]] = {
             dest: resume.option_spellings(spec.flags, spec.kwargs.get("action"))
             for dest, spec in table.specs.items()
             if spec.plugin in table.active_plugins
@@ -136,7 +140,7 @@ def _main(argv: list[str]) -> int:
         parser.print_help()
         return 0
     try:
-        return _run(args, host, table)
+        return _run(args, plugin_manager, table)
     except SystemExit as exc:  # argparse is done: whatever exits now (a task, a plugin's setup) failed
         raise _exit_error(exc, args.command) from exc
 
@@ -161,7 +165,7 @@ def _exit_error(exc: SystemExit, command: str | None) -> TrainhooksError:
     )
 
 
-def _run(args: Any, host: PluginHost | None, table: OptionTable | None) -> int:
+def _run(args: Any, plugin_manager: PluginManager | None, table: OptionTable | None) -> int:
     if args.command == "plugins":
         from trainhooks.cli.plugins import _cmd_plugins
 
@@ -174,7 +178,7 @@ def _run(args: Any, host: PluginHost | None, table: OptionTable | None) -> int:
         from trainhooks.cli.new_plugin import _cmd_new_plugin
 
         return _cmd_new_plugin(args)
-    assert host is not None and table is not None
+    assert plugin_manager is not None and table is not None
     plugin_options = {dest: getattr(args, dest) for dest in table.specs if hasattr(args, dest)}
     from trainhooks.cli import export, fit, predict, validate
 
@@ -184,4 +188,4 @@ def _run(args: Any, host: PluginHost | None, table: OptionTable | None) -> int:
         "predict": predict._cmd_predict,
         "export": export._cmd_export,
     }
-    return handler[args.command](args, host, plugin_options)
+    return handler[args.command](args, plugin_manager, plugin_options)

@@ -9,14 +9,16 @@ installed plugin's options.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from trainhooks import __version__
 
 if TYPE_CHECKING:
     from trainhooks.options import OptionTable
+
+_N = TypeVar("_N", int, float)
 
 RUN_COMMANDS = ("fit", "validate", "predict", "export")
 
@@ -234,34 +236,31 @@ def _count_or_fraction(text: str) -> int | float:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def _checked(text: str, convert: Callable[[str], _N], ok: Callable[[_N], bool], expected: str) -> _N:
+    """``convert(text)`` if ``ok`` accepts it, else one argparse error saying what was expected.
+
+    Not a number and a number out of range read the same (``expected a positive integer, got
+    '0'``): the user needs what to type, not which check failed.
+    """
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    return _checked(text, float, lambda v: v >= 0, "a non-negative number of seconds")  # NaN is not >= 0
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _checked(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _checked(text, float, lambda v: v > 0 and v != float("inf"), "a positive number")
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from trainhooks.cli.runs import _make_trainer, latest_best_weights
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
-def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+def _cmd_export(args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any]) -> int:
     # An unknown format is an error before the task (data, model) is loaded.
-    formats = sorted({fmt for found in host.hook.export_formats(trainer=None) for fmt in (found or ())})
+    formats = sorted({fmt for found in plugin_manager.hook.export_formats(trainer=None) for fmt in (found or ())})
     if args.format not in formats:
         from trainhooks.errors import ExportFormatError
 
@@ -28,7 +28,7 @@ def _cmd_export(args: argparse.Namespace, host: PluginHost, plugin_options: dict
         args.save_dir = weights_dir.parent if weights_dir.name == "weights" else weights_dir
         if args.output is None:
             args.output = Path(args.weights).with_name(f"{Path(args.weights).stem}.{args.format}")
-    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=False)
     if args.output is None:  # it goes to save_dir/weights/: one line now rather than the exporter's traceback
         trainer._ensure_save_dir()
     if trainer.example_input is None:

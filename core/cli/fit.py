@@ -10,11 +10,11 @@ from typing import Any
 
 from trainhooks.cli.render import _rank_label, format_profile
 from trainhooks.cli.runs import _make_trainer
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
-def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
-    trainer, task = _make_trainer(args, host, plugin_options, training=True)
+def _cmd_fit(args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=True)
     if task.train_data is None:
         from trainhooks.errors import TaskError
 
@@ -26,9 +26,10 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
     if trainer.interrupted:
         from trainhooks.signals import PREEMPT_EXIT_CODE, exit_code_for
 
-        last = trainer.save_dir / "weights" / "last.pt"
+        # The file the checkpoint plugin announced (trainer.log_artifact), not a path guessed here.
+        last = trainer.artifacts.get("last.pt") or trainer.emergency_checkpoint
         torchrun = "TORCHELASTIC_RUN_ID" in os.environ
-        if last.exists() and trainer.is_global_zero:
+        if last is not None and Path(last).exists() and trainer.is_global_zero:
             if torchrun:  # a worker cannot see torchrun's own arguments
                 print(
                     f"Resume with: the same torchrun command, with --resume {last} (or --resume auto)",
@@ -37,9 +38,12 @@ def _cmd_fit(args: argparse.Namespace, host: PluginHost, plugin_options: dict[st
             else:
                 print(f"Resume with: {_resume_command(last)}", file=sys.stderr)
         code = exit_code_for(trainer.interrupted)
-        if torchrun and code != PREEMPT_EXIT_CODE:
+        if torchrun and (code != PREEMPT_EXIT_CODE or not trainer.is_global_zero):
             # A graceful stop is a clean exit for torchrun: it reports no failed worker (and does
-            # not restart the group under --max-restarts). See docs/fault-tolerance.md.
+            # not restart the group under --max-restarts). The pre-emption status is rank 0's
+            # alone: a worker that exits non-zero makes the agent SIGTERM the others at once, and
+            # rank 0 may still be writing last.pt or printing the resume hint. See
+            # docs/fault-tolerance.md.
             return 0
         return code
     from trainhooks.outcome import nothing_usable

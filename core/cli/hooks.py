@@ -7,7 +7,7 @@ import inspect
 
 from trainhooks.cli.args import split_plugin_values
 from trainhooks.cli.render import hook_reference_markdown
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
 def _cmd_hooks(args: argparse.Namespace) -> int:
@@ -15,16 +15,16 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
 
     if args.loop:
         enable, disable = split_plugin_values(args.plugin)
-        host = PluginHost()
-        host.load_plugins(enable=enable, disable=disable, strict=False)
-        print(loopmap.render(host))
+        plugin_manager = PluginManager()
+        plugin_manager.load_plugins(enable=enable, disable=disable, strict=False)
+        print(loopmap.render(plugin_manager))
         return 0
     if args.markdown:
         print(hook_reference_markdown(), end="")
         return 0
-    host = PluginHost()
-    for name in host.spec_names:
-        caller = getattr(host.hook, name)
+    plugin_manager = PluginManager()
+    for name in plugin_manager.spec_names:
+        caller = getattr(plugin_manager.hook, name)
         spec = caller.spec
         flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
         doc = (inspect.getdoc(spec.function) or "").replace("``", "")

@@ -6,17 +6,17 @@ import argparse
 import json
 
 from trainhooks.cli.args import split_plugin_values
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
     enable, disable = split_plugin_values(args.plugin)
-    host = PluginHost()
-    host.load_plugins(enable=enable, disable=disable, strict=False)
+    plugin_manager = PluginManager()
+    plugin_manager.load_plugins(enable=enable, disable=disable, strict=False)
     from trainhooks.options import CORE_OPTIONS, check_options
 
-    check_options(host, reserved=CORE_OPTIONS)
-    records = list(host.records.values())
+    check_options(plugin_manager, reserved=CORE_OPTIONS)
+    records = list(plugin_manager.records.values())
     if args.json:
         print(json.dumps([r.as_dict() for r in records], indent=2))
         return 0

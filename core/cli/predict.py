@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from trainhooks.cli.runs import _make_trainer
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
-def _cmd_predict(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
+def _cmd_predict(args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any]) -> int:
 
-    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+    trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=False)
     data = task.predict_data if task.predict_data is not None else task.val_data
     if data is None:
         from trainhooks.errors import TaskError

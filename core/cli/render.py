@@ -7,7 +7,7 @@ import os
 import textwrap
 from typing import TYPE_CHECKING
 
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 if TYPE_CHECKING:
     from trainhooks.trainer import FitResult, Trainer
@@ -137,7 +137,7 @@ def hook_reference_markdown() -> str:
     """docs/hooks.md: the loop map and every hookspec's signature and docstring."""
     from trainhooks import hookspecs, loopmap
 
-    host = PluginHost()
+    plugin_manager = PluginManager()
     out = [
         "# Hook reference",
         "",
@@ -155,9 +155,9 @@ def hook_reference_markdown() -> str:
     for module in hookspecs.SPEC_MODULES:
         title = (inspect.getdoc(module) or module.__name__).splitlines()[0]
         out += [f"## {title}", ""]
-        names = [n for n in host.spec_names if getattr(module, n, None) is not None]
+        names = [n for n in plugin_manager.spec_names if getattr(module, n, None) is not None]
         for name in names:
-            spec = getattr(host.hook, name).spec
+            spec = getattr(plugin_manager.hook, name).spec
             flags = [flag for flag in ("firstresult", "historic") if spec.opts.get(flag)]
             tag = f" *({', '.join(flags)})*" if flags else ""
             out += [f"### `{name}({', '.join(spec.argnames)})`{tag}", "", inspect.getdoc(spec.function) or "", ""]

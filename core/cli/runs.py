@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 if TYPE_CHECKING:
     from trainhooks.trainer import Trainer
 
 
 def _make_trainer(
-    args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any], *, training: bool
+    args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any], *, training: bool
 ) -> tuple[Trainer, Any]:
     from trainhooks.rundir import increment_dir
     from trainhooks.tasks import load_task
@@ -48,7 +48,7 @@ def _make_trainer(
         seed=args.seed,
         name=getattr(args, "name", None),
         options=plugin_options,
-        plugin_host=host,
+        plugin_manager=plugin_manager,
         profile_hooks=getattr(args, "profile_hooks", False),
         verbose=not args.quiet,
         non_critical=[n.strip() for item in getattr(args, "non_critical", []) for n in item.split(",") if n.strip()],

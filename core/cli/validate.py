@@ -6,11 +6,11 @@ import argparse
 from typing import Any
 
 from trainhooks.cli.runs import _make_trainer
-from trainhooks.host import PluginHost
+from trainhooks.plugin_manager import PluginManager
 
 
-def _cmd_validate(args: argparse.Namespace, host: PluginHost, plugin_options: dict[str, Any]) -> int:
-    trainer, task = _make_trainer(args, host, plugin_options, training=False)
+def _cmd_validate(args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any]) -> int:
+    trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=False)
     if task.val_data is None:
         from trainhooks.errors import TaskError
 

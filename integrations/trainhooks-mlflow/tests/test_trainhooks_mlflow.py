@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 import trainhooks
 from trainhooks import cli
-from trainhooks.testing import tiny_digits, tiny_model
+from trainhooks.testing import tiny_digits, tiny_trainer
 
 pytestmark = pytest.mark.slow  # each test creates an MLflow database (seconds of migrations)
 
@@ -33,21 +33,9 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # nothing lands in the repository (./mlruns would)
 
 
-def make_trainer(
-    save_dir: Path, *, epochs: int = 3, plugins: list[Any] | None = None, **kwargs: Any
-) -> trainhooks.Trainer:
-    model = tiny_model()
-    return trainhooks.Trainer(
-        model,
-        loss_fn=torch.nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epochs=epochs,
-        save_dir=save_dir,
-        seed=0,
-        plugins=plugins if plugins is not None else ["mlflow"],
-        verbose=False,
-        **kwargs,
-    )
+def make_trainer(save_dir: Path, *, plugins: list[Any] | None = None, **kwargs: Any) -> trainhooks.Trainer:
+    """The shared tiny run (SGD at lr 0.1, seed 0: what the params assertions read back), with mlflow."""
+    return tiny_trainer(save_dir, plugins=plugins if plugins is not None else ["mlflow"], **kwargs)
 
 
 def only_run(store: str) -> Any:
@@ -190,3 +178,80 @@ def test_cli_opt_in_task_tag_and_listing(tmp_path: Path, capsys: pytest.CaptureF
 
     assert cli.main(["fit", "--epochs", "1", "--save-dir", str(tmp_path / "plain"), "--quiet"]) == 0
     assert not (tmp_path / "plain" / "mlflow.db").exists()  # not enabled by default
+
+
+class StepLog:
+    """What on_log handed over during epochs: [(step, metrics)]."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, dict[str, float]]] = []
+
+    def on_log(self, trainer: trainhooks.Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        if not epoch_end:
+            self.steps.append((step, dict(metrics)))
+
+
+def test_per_step_series_and_a_resume_after_a_signal_without_duplicated_steps(tmp_path: Path) -> None:
+    train, val = tiny_digits()  # 3 batches per epoch: 9 steps in 3 epochs
+    save_dir = tmp_path / "run"
+    first, second = StepLog(), StepLog()
+    stopped = make_trainer(save_dir, callbacks=[SignalAt(), first], log_every_n_steps=2).fit(train, val)
+    assert (stopped.stopped_by, stopped.global_step) == ("signal", 4)  # epoch 2 cut short after its first step
+    client, run = only_run(sqlite_uri(save_dir))
+    assert run.info.status == "KILLED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")] == [2, 4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1]  # not the cut epoch
+
+    result = make_trainer(save_dir, callbacks=[second], log_every_n_steps=2).fit(
+        train, val, resume=save_dir / "weights" / "last.pt"
+    )
+    client, run = only_run(sqlite_uri(save_dir))
+    assert run.info.status == "FINISHED"
+    logged = first.steps + second.steps
+    assert [s for s, _ in logged] == [2, 4, 6, 8]
+    history = client.get_metric_history(run.info.run_id, "train/loss_step")
+    assert [m.step for m in history] == [2, 4, 6, 8]  # each step once, across the two processes
+    assert [m.value for m in history] == pytest.approx([m["train/loss"] for _, m in logged])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "lr_step")] == [2, 4, 6, 8]
+    # The epoch series is as without per-step logging: one point per epoch, step = epoch.
+    for key in ("train/loss", "val/loss", "val/acc", "lr"):
+        points = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in points] == [1, 2, 3], key
+        assert [m.value for m in points] == pytest.approx([h[key] for h in result.history]), key
+    assert not any(key.endswith("_step_step") for key in run.data.metrics)
+
+
+def test_a_final_stop_mid_epoch_logs_that_epoch_at_the_end(tmp_path: Path) -> None:
+    train, val = tiny_digits()
+    result = make_trainer(tmp_path / "run", max_steps=4).fit(train, val)
+    assert result.stopped_by != "signal" and result.global_step == 4
+    client, run = only_run(sqlite_uri(tmp_path / "run"))
+    assert run.info.status == "FINISHED"
+    points = client.get_metric_history(run.info.run_id, "val/loss")
+    assert [m.step for m in points] == [1, 2]  # epoch 2 ended after its first step, and nothing resumes it
+    assert [m.value for m in points] == pytest.approx([h["val/loss"] for h in result.history])
+
+
+class CrashAtStep:
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("power cut")
+
+
+def test_a_resume_from_an_older_checkpoint_does_not_log_the_run_s_points_again(tmp_path: Path) -> None:
+    train, val = tiny_digits()  # 3 steps per epoch; last.pt at each epoch end
+    save_dir = tmp_path / "run"
+    with pytest.raises(trainhooks.HookError):  # step 9 fails after step 8 was logged
+        make_trainer(save_dir, epochs=4, callbacks=[CrashAtStep(9)], log_every_n_steps=2).fit(train, val)
+    client, run = only_run(sqlite_uri(save_dir))
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")] == [2, 4, 6, 8]
+    assert torch.load(save_dir / "weights" / "last.pt", weights_only=True)["global_step"] == 6
+
+    make_trainer(save_dir, epochs=4, log_every_n_steps=2).fit(train, val, resume=save_dir / "weights" / "last.pt")
+    client, run = only_run(sqlite_uri(save_dir))
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")] == [2, 4, 6, 8, 10, 12]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3, 4]

@@ -19,12 +19,11 @@ import pytest
 
 pytest.importorskip("trainhooks_wandb", reason="install the plugin: pip install -e integrations/trainhooks-wandb")
 
-import torch
 from wandb.proto import wandb_internal_pb2 as pb
 
 import trainhooks
 from trainhooks import cli
-from trainhooks.testing import tiny_digits, tiny_model
+from trainhooks.testing import tiny_digits, tiny_trainer
 
 pytestmark = pytest.mark.slow  # each run starts W&B's service process
 
@@ -70,7 +69,15 @@ def _chunks(data: bytes) -> Iterator[bytes]:
 def read_run(folder: Path) -> dict[str, Any]:
     """run id, config, history rows, summary, tags, files and exit code of one offline run."""
     (log,) = folder.glob("run-*.wandb")
-    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "tags": [], "files": set(), "exit_code": None}
+    out: dict[str, Any] = {
+        "config": {},
+        "history": [],
+        "summary": {},
+        "tags": [],
+        "files": set(),
+        "exit_code": None,
+        "axes": {},  # define_metric: metric name (or glob) -> its x-axis metric
+    }
     for raw in _chunks(log.read_bytes()):
         record = pb.Record()
         record.ParseFromString(raw)
@@ -92,6 +99,8 @@ def read_run(folder: Path) -> dict[str, Any]:
                 out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
         elif kind == "files":
             out["files"].update(f.path for f in record.files.files)
+        elif kind == "metric":
+            out["axes"][record.metric.name or record.metric.glob_name] = record.metric.step_metric
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     return out
@@ -101,21 +110,9 @@ def offline_runs(save_dir: Path) -> list[Path]:
     return sorted((save_dir / "wandb").glob("offline-run-*"))
 
 
-def make_trainer(
-    save_dir: Path, *, epochs: int = 3, plugins: list[Any] | None = None, **kwargs: Any
-) -> trainhooks.Trainer:
-    model = tiny_model()
-    return trainhooks.Trainer(
-        model,
-        loss_fn=torch.nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epochs=epochs,
-        save_dir=save_dir,
-        seed=0,
-        plugins=plugins if plugins is not None else ["wandb"],
-        verbose=False,
-        **kwargs,
-    )
+def make_trainer(save_dir: Path, *, plugins: list[Any] | None = None, **kwargs: Any) -> trainhooks.Trainer:
+    """The shared tiny run (SGD at lr 0.1, seed 0: what the params assertions read back), with wandb."""
+    return tiny_trainer(save_dir, plugins=plugins if plugins is not None else ["wandb"], **kwargs)
 
 
 def test_offline_run_holds_config_metrics_tags_files_and_exit_code(tmp_path: Path) -> None:
@@ -214,3 +211,41 @@ def test_cli_opt_in_mode_check_and_listing(
     assert cli.main(["fit", "--epochs", "1", "--save-dir", str(save_dir), "--quiet", "-p", "wandb"]) == 0
     (folder,) = offline_runs(save_dir)
     assert read_run(folder)["summary"]["task"] == "digits"
+
+
+class StepLog:
+    """What on_log handed over during epochs: [(step, metrics)]."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, dict[str, float]]] = []
+
+    def on_log(self, trainer: trainhooks.Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        if not epoch_end:
+            self.steps.append((step, dict(metrics)))
+
+
+def test_per_step_series_and_a_resume_after_a_signal_without_duplicated_steps(tmp_path: Path) -> None:
+    train, val = tiny_digits()  # 3 batches per epoch: 9 steps in 3 epochs
+    save_dir = tmp_path / "run"
+    first, second = StepLog(), StepLog()
+    stopped = make_trainer(save_dir, callbacks=[SignalAt(), first], log_every_n_steps=2).fit(train, val)
+    assert (stopped.stopped_by, stopped.global_step) == ("signal", 4)
+    result = make_trainer(save_dir, callbacks=[second], log_every_n_steps=2).fit(
+        train, val, resume=save_dir / "weights" / "last.pt"
+    )
+    runs = [read_run(folder) for folder in offline_runs(save_dir)]
+    assert len(runs) == 2 and runs[0]["id"] == runs[1]["id"]  # one W&B run, written by two processes
+    assert [run["summary"]["status"] for run in runs] == ["KILLED", "FINISHED"]
+    rows = [row for run in runs for row in run["history"]]
+    step_rows = [row for row in rows if "train/loss_step" in row]
+    logged = first.steps + second.steps
+    assert [row["global_step"] for row in step_rows] == [s for s, _ in logged] == [2, 4, 6, 8]  # each once
+    assert [row["train/loss_step"] for row in step_rows] == pytest.approx([m["train/loss"] for _, m in logged])
+    assert all("lr_step" in row and "epoch" not in row for row in step_rows)
+    for run in runs:  # per-step values against global_step, the epoch series against epoch
+        assert run["axes"]["train/loss_step"] == "global_step"
+        assert run["axes"]["*"] == "epoch"
+    epoch_rows = [row for row in rows if "val/loss" in row]
+    assert [row["epoch"] for row in epoch_rows] == [1, 2, 3]  # the cut epoch 2 only once, complete
+    assert [row["val/loss"] for row in epoch_rows] == pytest.approx([h["val/loss"] for h in result.history])
+    assert all("global_step" not in row for row in epoch_rows)

@@ -114,6 +114,18 @@ class MLflowTracker(trainhooks.TrackerSink):
         run = client.create_run(experiment_id, run_name=self.run_name or trainer.name)
         return str(run.info.run_id)
 
+    def logged_through(self) -> tuple[int, int] | None:
+        """The run's last epoch and last per-step point, read back from the store (on resume)."""
+        run = self.client.get_run(self.run_id)
+        epoch = step = 0
+        for key in run.data.metrics:
+            last = max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=0)
+            if key.endswith("_step"):
+                step = max(step, last)
+            else:
+                epoch = max(epoch, last)
+        return epoch, step
+
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 

@@ -22,19 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trainhooks.rundir import increment_dir  # runs/train, runs/train2, ... as `trainhooks fit` picks them
 from trainhooks_ray import CHECKPOINT_FILE, WORKER_ENV
 
 _PASS_ENV_PREFIXES = ("TRAINHOOKS_", "MLFLOW_", "WANDB_")
-
-
-def _increment_dir(base: Path) -> Path:
-    """``runs/train``, ``runs/train2``, ... as ``trainhooks fit`` picks them (the first that is free)."""
-    if not base.exists():
-        return base
-    n = 2
-    while (candidate := base.with_name(f"{base.name}{n}")).exists():
-        n += 1
-    return candidate
 
 
 def _take_option(args: list[str], flag: str) -> tuple[list[str], str | None]:
@@ -134,7 +125,7 @@ def run(
     args, given_dir = _take_option(list(fit_args), "--save-dir")
     if given_dir is not None and not given_dir.strip():
         raise trainhooks.ConfigError("--save-dir is empty")
-    save_dir = (Path(given_dir) if given_dir else _increment_dir(Path("runs") / "train")).resolve()
+    save_dir = (Path(given_dir) if given_dir else increment_dir(Path("runs") / "train")).resolve()
     argv = worker_argv(args, save_dir)
 
     marker = save_dir / "ray" / ".attempted"

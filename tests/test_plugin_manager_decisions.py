@@ -1,4 +1,4 @@
-"""The host decides what loads from metadata alone (a pure function, table-tested), then loads.
+"""The plugin manager decides what loads from metadata alone (a pure function, table-tested), then loads.
 
 The real-process tests pip-install plugin distributions into the session's venv side directory
 and check that a refused or skipped plugin's code never ran.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainhooks.host import AUTOLOAD_ENV, Decision, EntryPointSpec, Switches, decide
+from trainhooks.plugin_manager import AUTOLOAD_ENV, Decision, EntryPointSpec, Switches, decide
 
 from .conftest import PluginEnv, write_plugin_package
 
