@@ -128,7 +128,13 @@ def _main(argv: list[str]) -> int:
     if command == "fit" and args.command == "fit" and table is not None and args.resume is not None and not helping:
         if args.resume == "auto" and args.save_dir is None:
             args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
-        flags: dict[str, Sequence[str]] = {dest: spec.flags for dest, spec in table.specs.items()}
+        # The enabled plugins' options (an opt-in plugin's recorded defaults would be refused),
+        # with the --no-FLAG spelling of a bool setting, so that an explicit one overrides.
+        flags: dict[str, Sequence[str]] = {
+            dest: resume.option_spellings(spec.flags, spec.kwargs.get("action"))
+            for dest, spec in table.specs.items()
+            if spec.plugin in table.active_plugins
+        }
         resume.apply_recorded(args, argv, checkpoint, resume_path, flags)
     if args.command is None:
         parser.print_help()

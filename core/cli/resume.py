@@ -43,6 +43,14 @@ RECORDED = {
 AUTO_SAVE_DIR = Path("runs") / "train"
 
 
+def option_spellings(flags: Sequence[str], action: Any = None) -> tuple[str, ...]:
+    """Every way to type a plugin option: its flags, plus ``--no-FLAG`` for a bool setting
+    (``argparse.BooleanOptionalAction``), so an explicit ``--no-restore-best`` counts as given."""
+    if action is argparse.BooleanOptionalAction:
+        return (*flags, *(f"--no-{f[2:]}" for f in flags if f.startswith("--")))
+    return tuple(flags)
+
+
 def given(argv: Sequence[str], flags: Sequence[str]) -> bool:
     """Was any of ``flags`` typed on the command line (``--epochs 3`` or ``--epochs=3``)?"""
     for arg in argv:
@@ -133,10 +141,10 @@ def apply_recorded(
             setattr(args, dest, recorded)
     options = run.get("options") or {}
     for dest, flags in option_flags.items():
-        if dest not in options or not hasattr(args, dest):
+        if dest not in options:
             continue
         if given(argv, flags):
-            if getattr(args, dest) != options[dest]:
+            if getattr(args, dest, None) != options[dest]:
                 overrides.append(f"{flags[0]} {getattr(args, dest)} overrides the recorded {options[dest]}")
         else:
             setattr(args, dest, options[dest])
