@@ -198,6 +198,9 @@ import os, time, trainhooks
 @trainhooks.hookimpl
 def on_train_batch_end(trainer):
     if os.environ.get("TH_BLOCK_AT") and trainer.global_step == int(os.environ["TH_BLOCK_AT"]):
+        # The checkpoint due before this step is written behind training: let it land, so the
+        # kill finds last.pt at the step the test expects however slow the machine is.
+        trainer.checkpoint_writer.wait()
         open(os.environ["TH_BLOCKED"], "w").close()
         time.sleep(600)
 """
