@@ -22,7 +22,7 @@ from trainhooks import checkpointing, resume, step, strategy
 from trainhooks.batches import batch_size, loader_generator, safe_len, sample_count, to_device
 from trainhooks.controls import apply_limit
 from trainhooks.data import fast_batches
-from trainhooks.errors import NothingUsableError
+from trainhooks.errors import ConfigError, NothingUsableError
 
 if TYPE_CHECKING:
     from trainhooks.trainer import FitResult, Trainer
@@ -90,8 +90,14 @@ class FitLoop:
         t.num_train_batches = apply_limit("limit_train_batches", t.limit_train_batches, safe_len(self.train_data))
         if self.val_data is not None:
             t.num_val_batches = apply_limit("limit_val_batches", t.limit_val_batches, safe_len(self.val_data))
-        # Samples per epoch on this rank, within the limits (None: the data does not say); the
-        # Trainer is to declare them beside num_train_batches.
+        if t.accumulate_grad_batches > 1 and t.num_train_batches is None and t.strategy.is_distributed:
+            # The last group's size is known only when the data runs out, after its micro-batches
+            # ran without the gradient sync: their gradients would never be averaged across ranks.
+            raise ConfigError(
+                f"accumulate_grad_batches={t.accumulate_grad_batches} under torchrun needs training data with a "
+                "len() (a DataLoader), so that every group's last batch is known and synchronises the gradients"
+            )
+        # Samples per epoch on this rank, within the limits (None: the data does not say).
         t.num_train_samples = sample_count(self.train_data, t.num_train_batches)
         t.num_val_samples = sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
         t._validated_at_step = None

@@ -163,32 +163,16 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
 def _add_loop_controls(parser: argparse.ArgumentParser) -> None:
     """The loop controls (Trainer arguments of the same names; see trainhooks.controls)."""
     group = parser.add_argument_group("loop controls")
-    group.add_argument(
-        "--accumulate-grad-batches",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="one optimizer step per N batches, gradients averaged (default: 1)",
+    counts = (
+        ("--accumulate-grad-batches", "one optimizer step per N batches, gradients averaged (default: 1)"),
+        ("--max-steps", "stop after N optimizer steps"),
+        ("--min-epochs", "defer any stop until N epochs are done"),
+        ("--min-steps", "defer any stop until N steps are done"),
+        ("--val-every-n-epochs", "validate at the end of every N-th epoch (default: 1)"),
+        ("--val-every-n-steps", "also validate every N steps"),
     )
-    group.add_argument(
-        "--max-steps", type=_positive_int, default=None, metavar="N", help="stop after N optimizer steps"
-    )
-    group.add_argument(
-        "--min-epochs", type=_positive_int, default=None, metavar="N", help="defer any stop until N epochs are done"
-    )
-    group.add_argument(
-        "--min-steps", type=_positive_int, default=None, metavar="N", help="defer any stop until N steps are done"
-    )
-    group.add_argument(
-        "--val-every-n-epochs",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="validate at the end of every N-th epoch (default: 1)",
-    )
-    group.add_argument(
-        "--val-every-n-steps", type=_positive_int, default=None, metavar="N", help="also validate every N steps"
-    )
+    for flag, text in counts:
+        group.add_argument(flag, type=_positive_int, default=None, metavar="N", help=text)
     group.add_argument(
         "--limit-train-batches",
         type=_count_or_fraction,
