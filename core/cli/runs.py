@@ -57,11 +57,11 @@ def _make_trainer(
     )
     if training:  # recorded in every checkpoint: --resume continues with the same task and data
         trainer.run_settings.update(task=args.task, batch_size=args.batch_size, lr=args.lr)
+    # What the run trains, for plugins that title things (the plot: "digits · run train3") and
+    # trackers' 'task' tag; a declared Trainer attribute (None from the Python API).
     trainer.task_name = task.name
     if task.example_input is not None:
         trainer.example_input = task.example_input
-    # What the run trains, for plugins that title things (the plot: "digits · run train3").
-    trainer.task_name = task.name  # type: ignore[attr-defined]
     if not training:
         from trainhooks.checkpointing import describe_mismatch, load_weights
 
