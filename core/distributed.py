@@ -199,17 +199,17 @@ def round_store(store: Any, rank: int, world_size: int, timeout_s: float) -> Any
             store.set(f"{ROUND_KEY}/{token}/ack/{peer}", store.get(joined))
         return dist.PrefixStore(f"{ROUND_KEY}/{token}/pg/", store)
     nonce = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}".encode()
-    token = b""
+    seen: bytes = b""
     pause = 0.001
     while True:
         if store.check([ROUND_KEY]):
-            current = store.get(ROUND_KEY)
-            if current != token:  # a first token, or rank 0 of this round replaced a stale one
-                token, pause = current, 0.001
-                store.set(f"{ROUND_KEY}/{token.decode()}/join/{rank}", nonce)
-            ack = f"{ROUND_KEY}/{token.decode()}/ack/{rank}"
+            current: bytes = store.get(ROUND_KEY)
+            if current != seen:  # a first token, or rank 0 of this round replaced a stale one
+                seen, pause = current, 0.001
+                store.set(f"{ROUND_KEY}/{seen.decode()}/join/{rank}", nonce)
+            ack = f"{ROUND_KEY}/{seen.decode()}/ack/{rank}"
             if store.check([ack]) and store.get(ack) == nonce:
-                return dist.PrefixStore(f"{ROUND_KEY}/{token.decode()}/pg/", store)
+                return dist.PrefixStore(f"{ROUND_KEY}/{seen.decode()}/pg/", store)
         if time.monotonic() > deadline:
             raise DistributedError(
                 f"rank {rank} of {world_size}: rank 0 did not open the process group within "

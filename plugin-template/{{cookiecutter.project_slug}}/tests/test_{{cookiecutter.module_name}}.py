@@ -14,10 +14,10 @@
 {#- Hooks every fit fires (trainhooks' loop map: construction, then fit). -#}
 {% set fit_order = [
     "add_options", "configure", "on_fit_start", "on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start",
-    "on_train_epoch_start", "on_train_batch_start", "on_before_backward", "on_after_backward",
+    "on_train_epoch_start", "on_train_batch_start", "on_before_backward", "on_after_backward", "on_train_microbatch_end",
     "on_before_optimizer_step", "optimizer_step", "on_params_update", "on_before_zero_grad", "on_train_batch_end", "should_stop",
     "on_train_epoch_end", "on_val_start", "on_val_batch_start", "on_val_batch_end", "on_val_end",
-    "on_fit_epoch_end", "on_train_end", "teardown",
+    "on_fit_epoch_end", "on_log", "on_train_end", "teardown",
 ] %}
 {% set fit_hooks = [] %}
 {% for hook in fit_order if hook in hooks %}

@@ -27,6 +27,9 @@
     "path": "Path",
     "format": "str",
     "model": "torch.nn.Module",
+    "metrics": "dict[str, float]",
+    "step": "int",
+    "epoch_end": "bool",
 } %}
 {% set returns = {"should_stop": "str | None", "export_formats": "list[str]", "export_model": "Path | None"} %}
 {% set silent = ["add_options", "should_stop", "export_formats", "export_model"] %}
@@ -212,6 +215,10 @@ def _say(trainer: Trainer, message: str) -> None:
     """Runs for every training batch (per-batch hooks should be cheap)."""
     if trainer.batch_idx == 0:
         _say(trainer, f"{{ hook }}: lr={optimizer.param_groups[0]['lr']:.3g}")
+{% elif hook == "on_log" %}
+    """Runs every ``log_every_n_steps`` steps, and with each epoch's final row (``epoch_end``)."""
+    if epoch_end:
+        _say(trainer, f"step {step}: the epoch's row has {len(metrics)} values")
 {% elif "batch_idx" in sigs[hook] %}
     """Runs for every batch (per-batch hooks should be cheap); this example reports the first."""
     if batch_idx == 0:
