@@ -19,7 +19,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert len(blocks) >= 2, "README must start with the main-job and the test commands"
     main_job, tests = blocks[0].strip(), blocks[1].strip()
     assert main_job.endswith("trainhooks fit")
-    assert tests.endswith("python3 -m pytest")
+    assert tests.endswith("python3 -m pytest -n 2")  # two workers: the 2-core CI in under 20 minutes
     ci = (REPO / ".ci" / "run").read_text()
     assert tests in ci.splitlines()
 
