@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
+from torch.utils.data.distributed import DistributedSampler
 
 _SAMPLERS = (SequentialSampler, RandomSampler)
 
@@ -131,6 +132,25 @@ def _index_tensor(indices: list[int]) -> torch.Tensor:
     return torch.frombuffer(array("q", indices), dtype=torch.int64)
 
 
+def order_uses_torch_rng_only(data: Any) -> bool:
+    """Whether the batch order of ``data`` draws only from torch's generators, or from none.
+
+    True for a DataLoader with the stock samplers (sequential, random, distributed), whose
+    shuffle comes from the loader's generator or torch's global one. A custom sampler may
+    shuffle with NumPy or Python's ``random``; so may any iterable that is not a DataLoader.
+    """
+    if type(data) is not DataLoader:
+        return False
+    batch_sampler = data.batch_sampler
+    if batch_sampler is None:
+        sampler = data.sampler
+    elif type(batch_sampler) is BatchSampler:
+        sampler = batch_sampler.sampler
+    else:
+        return False
+    return type(sampler) in _SAMPLERS or type(sampler) is DistributedSampler
+
+
 def fast_batches(data: Any, enabled: bool = True) -> Any:
     """``data`` as a :class:`TensorBatches` when it qualifies (and ``enabled``), else ``data`` itself."""
     if enabled and fast_path_reason(data) is None:
@@ -138,4 +158,4 @@ def fast_batches(data: Any, enabled: bool = True) -> Any:
     return data
 
 
-__all__ = ["TensorBatches", "fast_batches", "fast_path_reason"]
+__all__ = ["TensorBatches", "fast_batches", "fast_path_reason", "order_uses_torch_rng_only"]

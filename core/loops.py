@@ -21,7 +21,7 @@ import torch
 from trainhooks import checkpointing, resume, step, strategy
 from trainhooks.batches import batch_size, loader_generator, safe_len, sample_count, to_device
 from trainhooks.controls import apply_limit
-from trainhooks.data import fast_batches
+from trainhooks.data import fast_batches, order_uses_torch_rng_only
 from trainhooks.errors import ConfigError, NothingUsableError
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class FitLoop:
         t.num_train_samples = sample_count(self.train_data, t.num_train_batches)
         t.num_val_samples = sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
         t._validated_at_step = None
+        self.train_epoch = TrainEpoch(t, self.train_data, self.val_data)  # built once, run every epoch
         hooks.on_pretrain_routine_end()
         t._first_step = t.global_step
         t.epoch = start_epoch  # on_train_start sees the first epoch to run
@@ -120,7 +121,7 @@ class FitLoop:
     def one_epoch(self) -> None:
         t = self.trainer
         t.strategy.set_epoch(t.epoch)  # a new shuffle of the shards under DDP
-        TrainEpoch(t, self.train_data, self.val_data).run()
+        self.train_epoch.run()
         if self.val_data is not None and self.validates_now():
             run_validation(t, self.val_data)
         t.strategy.sync_metrics(t.metrics)  # every rank sees the same metrics
@@ -167,7 +168,10 @@ class FitLoop:
 
 # ---------------------------------------------------------------------- one training epoch
 class TrainEpoch:
-    """The training part of one epoch: start, the batch loop, the epoch's loss and hooks.
+    """The training part of an epoch: start, the batch loop, the epoch's loss and hooks.
+
+    Built once per fit (the step functions and the data source do not change between epochs);
+    :meth:`run` trains one epoch.
 
     Without accumulation every batch is one optimizer step (:meth:`step_each_batch`, the hot
     loop). With ``accumulate_grad_batches`` N, :meth:`accumulate` steps once per N micro-batches
@@ -181,12 +185,19 @@ class TrainEpoch:
         t = trainer
         self.run_step = step.training_step(t)
         self.backward, self.optimizer_step = step.backward_and_step(t)
-        self.params = [p for g in t.optimizer.param_groups for p in g["params"]]
-        self.log_every = t.log_every_n_steps if t.hooks.implemented("on_log") else None
+        self.source = fast_batches(data, t.fast_data)
+        # Only stock samplers: the data order cannot depend on NumPy's generator (see start()).
+        self.order_needs_numpy = not order_uses_torch_rng_only(data)
         self.val_every = t.val_every_n_steps if val_data is not None else None
+        self.params: list[torch.Tensor] = []
+        self.log_every: int | None = None
 
     def run(self) -> None:
+        """Train one epoch (``on_train_epoch_start`` to ``on_train_epoch_end``)."""
         t = self.trainer
+        # Per epoch: a plugin may add a param group (unfreezing) or an on_log implementation.
+        self.params = [p for g in t.optimizer.param_groups for p in g["params"]] if t.grad_clip_norm else []  # to clip
+        self.log_every = t.log_every_n_steps if t.hooks.implemented("on_log") else None
         batches = self.start()
         t._log.in_batch_loop = True
         try:
@@ -208,11 +219,14 @@ class TrainEpoch:
         position, t._resume_position = t._resume_position, None
         if position is not None:  # resuming mid-epoch: the epoch's RNG as it was at its start
             resume.restore_random_state(t, position["rng_epoch_start"], generator)
-        t._position.start(checkpointing.capture_rng(generator))
+        # The state the epoch starts with, for a mid-epoch resume to replay the data order.
+        # NumPy's is left out where the order cannot draw from it (it alone costs ~25 us).
+        rng_start = checkpointing.RawRngState(generator, numpy=self.order_needs_numpy)
+        t._position.start(rng_start, accumulating=t.accumulate_grad_batches > 1)
         t.model.train()
         t._log.start_epoch()
         t.hooks.on_train_epoch_start()
-        source = fast_batches(self.data, t.fast_data)
+        source = self.source
         if t.num_train_batches is not None and t.limit_train_batches is not None:
             source = itertools.islice(source, t.num_train_batches)
         batches = enumerate(source)
@@ -237,6 +251,7 @@ class TrainEpoch:
         losses, sizes = position.losses, position.sizes
         clip, params = t.grad_clip_norm, self.params
         agree, watch = t.strategy.agree_stop, t._signals
+        distributed = t.strategy.is_distributed
         log_every, val_every, max_steps = self.log_every, self.val_every, t.max_steps
         for batch_idx, batch in batches:
             outputs = run_step(batch)
@@ -260,13 +275,15 @@ class TrainEpoch:
             optimizer.zero_grad(set_to_none=True)
             t.global_step = step_no = t.global_step + 1
             t._updating = False
-            position.at_step = (position.batches_done, len(losses))
             hooks.on_train_batch_end(batch, batch_idx, outputs)
             if log_every is not None and step_no % log_every == 0:
                 log_step(t, outputs)
             if val_every is not None and step_no % val_every == 0:
                 validate_mid_epoch(t, self.val_data)  # type: ignore[arg-type]
-            answer, interrupt = agree(hooks.should_stop(), batch_idx, watch.received if watch is not None else None)
+            answer = hooks.should_stop()
+            interrupt = watch.received if watch is not None else None
+            if distributed:  # every rank acts on the same answer (one process: its own, as is)
+                answer, interrupt = agree(answer, batch_idx, interrupt)
             if answer is not None and stop.accept(t, answer, "batch"):
                 return
             if interrupt is not None:
@@ -310,7 +327,7 @@ class TrainEpoch:
             if self.after_step(batch, batch_idx, outputs):
                 return
         if group:  # an unsized iterable ended inside a group: step it, as the mean of what it had
-            for p in self.params:
+            for p in (p for g in t.optimizer.param_groups for p in g["params"]):
                 if p.grad is not None:
                     p.grad.mul_(n / len(group))
             self.optimizer_update()

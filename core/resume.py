@@ -41,28 +41,31 @@ class EpochPosition:
     """Batches a mid-epoch resume skipped (trained on before the checkpoint)."""
     losses: list[torch.Tensor] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
-    rng_start: dict[str, Any] | None = None
-    """The random state the epoch started with (a resumed epoch replays its data order from it)."""
+    rng_start: checkpointing.RawRngState | None = None
+    """The random state the epoch started with (a resumed epoch replays its data order from it);
+    converted to the checkpoint's form only when a mid-epoch checkpoint is written."""
     rng_at_cut: dict[str, Any] | None = None
     """The random state where an epoch cut short by a stop will pick up again."""
-    at_step: tuple[int, int] = (0, 0)
+    at_step: tuple[int, int] | None = None
     """(batches done, losses recorded) at the last optimizer step: with gradient accumulation a
-    checkpoint taken inside a group (only an emergency one can be) resumes at the group's start."""
+    checkpoint taken inside a group (only an emergency one can be) resumes at the group's start.
+    None without accumulation, where every batch ends with a step (the hot loop keeps no tuple)."""
 
-    def start(self, rng_start: dict[str, Any]) -> None:
+    def start(self, rng_start: checkpointing.RawRngState, *, accumulating: bool) -> None:
         self.completed = False
         self.batches_done = self.skipped = 0
         self.losses, self.sizes = [], []
         self.rng_start, self.rng_at_cut = rng_start, None
-        self.at_step = (0, 0)
+        self.at_step = (0, 0) if accumulating else None
 
     def step_boundary(self) -> None:
         """An optimizer step happened: everything trained so far is in the weights."""
-        self.at_step = (self.batches_done, len(self.losses))
+        if self.at_step is not None:  # accumulating; otherwise every batch is a boundary
+            self.at_step = (self.batches_done, len(self.losses))
 
     def record(self, batch_size: int | None) -> dict[str, Any]:
         """The checkpoint's ``progress`` entry for a mid-epoch checkpoint."""
-        done, recorded = self.at_step
+        done, recorded = self.at_step if self.at_step is not None else (self.batches_done, len(self.losses))
         if done == self.batches_done:  # at a step boundary (always, without accumulation)
             losses, sizes = self.losses, self.sizes
         else:
@@ -73,7 +76,7 @@ class EpochPosition:
             # computed from exactly the same numbers as without the interruption.
             "losses": torch.stack(losses).detach().cpu() if losses else torch.zeros(0),
             "sizes": list(sizes),
-            "rng_epoch_start": self.rng_start,
+            "rng_epoch_start": self.rng_start.as_state() if self.rng_start is not None else None,
             "batch_size": batch_size,
         }
 
