@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,4 +239,37 @@ def test_scan_plugin_flags() -> None:
     assert cli.scan_plugin_flags(["fit", "-p", "a", "-pb", "--plugin", "no:c", "--plugin=d", "--", "-p", "e"]) == (
         ["a", "b", "d"],
         ["c"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["fit", "--epochs", "3", "--resume", "auto", "--save-dir", "r"], {"command": "fit", "resume": "auto"}),
+        (["-p", "x", "fit", "--lr", "-1"], {"command": "fit", "enable": ["x"]}),
+        (["fit", "--resume=last.pt", "--quiet"], {"resume": "last.pt", "quiet": True}),
+        (["fit", "--help"], {"asks_for_help": True}),
+        (["fit", "--", "--help", "-p", "e"], {"asks_for_help": False, "enable": []}),  # after --: not ours
+        (["fit", "--resum", "x", "-p", "a"], {"resume": None, "enable": ["a"]}),  # no abbreviations here
+        (["fit", "-p"], {"command": None, "enable": []}),  # the full parser reports the missing value
+    ],
+)
+def test_the_first_pass_reads_what_decides_the_plugins(argv: list[str], expected: dict[str, object]) -> None:
+    from trainhooks.cli.preparse import first_pass
+
+    found = first_pass(argv)
+    for name, value in expected.items():
+        assert getattr(found, name) == value, (argv, name)
+    if "save_dir" not in expected and "--save-dir" in argv:
+        assert str(found.save_dir) == argv[argv.index("--save-dir") + 1]
+
+
+def test_the_resume_hint_repeats_the_command_line_without_its_resume(monkeypatch) -> None:
+    from trainhooks.cli.fit import _resume_command
+
+    monkeypatch.setattr(
+        "sys.argv", ["trainhooks", "fit", "--epochs", "3", "--resume", "old.pt", "--resume=x", "-p", "a"]
+    )
+    assert _resume_command(Path("runs/train/weights/last.pt")) == (
+        "trainhooks fit --epochs 3 -p a --resume runs/train/weights/last.pt"
     )

@@ -1,8 +1,9 @@
 """The ``trainhooks`` command: fit, validate, predict, export, plugins, hooks, new-plugin.
 
 One module per command (``fit``, ``validate``, ``predict``, ``export``, ``plugins``, ``hooks``,
-``new_plugin``), the parser in ``args``, what the run commands share in ``runs`` and the shared
-rendering in ``render``. ``trainhooks.cli:main`` is the console script.
+``new_plugin``), the first pass over the command line (what decides the plugins) in
+``preparse``, the full parser in ``args``, what the run commands share in ``runs`` and the
+shared rendering in ``render``. ``trainhooks.cli:main`` is the console script.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainhooks import interrupts
-from trainhooks.cli.args import RUN_COMMANDS, _command_of, build_parser, scan_plugin_flags, split_plugin_values
+from trainhooks.cli.args import RUN_COMMANDS, build_parser, scan_plugin_flags
+from trainhooks.cli.preparse import first_pass, split_plugin_values
 from trainhooks.cli.render import _is_rank_zero, _rank_label, format_profile, hook_reference_markdown, summary_line
 from trainhooks.errors import HookError, TrainhooksError
 from trainhooks.plugin_manager import PluginManager
@@ -91,10 +93,12 @@ def _log_to_stderr() -> logging.Handler:
 
 
 def _main(argv: list[str]) -> int:
-    command = _command_of(argv)
+    typed = first_pass(argv)  # what decides the plugins, and so the full parser's options
+    command, helping = typed.command, typed.asks_for_help
+    enable, disable = typed.enable, typed.disable
     plugin_manager: PluginManager | None = None
     table: OptionTable | None = None
-    if command in RUN_COMMANDS and not _asks_for_help(argv) and "--quiet" not in argv and _is_rank_zero():
+    if command in RUN_COMMANDS and not helping and not typed.quiet and _is_rank_zero():
         # At once, before torch, the plugins and the task load (seconds on a cold start).
         from trainhooks import __version__
 
@@ -102,9 +106,7 @@ def _main(argv: list[str]) -> int:
     if command in RUN_COMMANDS:
         from trainhooks.options import CORE_OPTIONS, collect_options
 
-        enable, disable = scan_plugin_flags(argv)
         plugin_manager = PluginManager()
-        helping = _asks_for_help(argv)
         # --help always works: a plugin that cannot load is named (its options are missing),
         # not raised; running the command still refuses it.
         plugin_manager.load_plugins(enable=enable, disable=disable, strict=not helping)
@@ -115,8 +117,7 @@ def _main(argv: list[str]) -> int:
         if command == "fit" and not helping:  # a resume loads the plugins its run had (unless -p says otherwise)
             from trainhooks.cli import resume
 
-            typed, typed_save_dir = resume.resume_target(argv)
-            resume_path, checkpoint = resume.find_checkpoint(typed, typed_save_dir)
+            resume_path, checkpoint = resume.find_checkpoint(typed.resume, typed.save_dir)
             active = [r.name for r in plugin_manager.active() if r.source in ("builtin", "entrypoint", "module")]
             swap = resume.recorded_plugins(checkpoint, argv, enable, disable, active)
             if swap is not None:
@@ -143,15 +144,6 @@ def _main(argv: list[str]) -> int:
         return _run(args, plugin_manager, table)
     except SystemExit as exc:  # argparse is done: whatever exits now (a task, a plugin's setup) failed
         raise _exit_error(exc, args.command) from exc
-
-
-def _asks_for_help(argv: list[str]) -> bool:
-    for arg in argv:
-        if arg == "--":
-            return False
-        if arg in ("-h", "--help"):
-            return True
-    return False
 
 
 def _exit_error(exc: SystemExit, command: str | None) -> TrainhooksError:

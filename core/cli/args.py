@@ -1,7 +1,7 @@
 """The command line's parser: every command's flags, the plugin flags, and value checks.
 
 Plugin options join the parser of ``fit``/``validate``/``predict``/``export``: the ``-p``
-flags are read first (:func:`scan_plugin_flags`), plugins are loaded, their ``add_options``
+flags are read first (:mod:`trainhooks.cli.preparse`), plugins are loaded, their ``add_options``
 hooks run, and only then is the full parser built, so ``trainhooks fit --help`` shows every
 installed plugin's options.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from trainhooks import __version__
+from trainhooks.cli.preparse import first_pass
 
 if TYPE_CHECKING:
     from trainhooks.options import OptionTable
@@ -25,41 +26,8 @@ RUN_COMMANDS = ("fit", "validate", "predict", "export")
 
 def scan_plugin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """``-p NAME`` / ``-p no:NAME`` (also ``-pNAME``, ``--plugin NAME``) → (enable, disable)."""
-    values: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--":
-            break
-        if arg in ("-p", "--plugin"):
-            value = next(it, None)
-            if value is not None:
-                values.append(value)
-        elif arg.startswith("--plugin="):
-            values.append(arg.split("=", 1)[1])
-        elif arg.startswith("-p") and not arg.startswith("--") and len(arg) > 2:
-            values.append(arg[2:])
-    return split_plugin_values(values)
-
-
-def split_plugin_values(values: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``["a", "no:b"]`` → (["a"], ["b"])."""
-    enable = [v for v in values if not v.startswith("no:")]
-    disable = [v[3:] for v in values if v.startswith("no:")]
-    return enable, disable
-
-
-def _command_of(argv: Sequence[str]) -> str | None:
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in ("-p", "--plugin"):
-            skip = True
-            continue
-        if not arg.startswith("-"):
-            return arg
-    return None
+    found = first_pass(argv)
+    return found.enable, found.disable
 
 
 def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:

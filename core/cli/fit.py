@@ -59,17 +59,9 @@ def _resume_command(last: Path) -> str:
     """This very command line with ``--resume LAST`` (and without an earlier --resume)."""
     import shlex
 
-    argv, kept, skip = sys.argv[1:], [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--resume":
-            skip = True
-            continue
-        if arg.startswith("--resume="):
-            continue
-        kept.append(arg)
+    from trainhooks.cli.preparse import without_option
+
+    kept = without_option(sys.argv[1:], "--resume")
     if not kept or kept[0] != "fit":
         kept = ["fit"]
     return shlex.join(["trainhooks", *kept, "--resume", str(last)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from trainhooks.cli.args import split_plugin_values
+from trainhooks.cli.preparse import split_plugin_values
 from trainhooks.plugin_manager import PluginManager
 
 

@@ -61,21 +61,6 @@ def given(argv: Sequence[str], flags: Sequence[str]) -> bool:
     return False
 
 
-def resume_target(argv: Sequence[str]) -> tuple[str | None, Path | None]:
-    """``--resume`` and ``--save-dir`` as typed, read before the parser exists (the recorded
-    plugins decide which plugins load, and so which options the parser has)."""
-    found: dict[str, str] = {}
-    it = iter(argv)
-    for arg in it:
-        for flag in ("--resume", "--save-dir"):
-            if arg == flag:
-                found[flag] = next(it, "")
-            elif arg.startswith(flag + "="):
-                found[flag] = arg.split("=", 1)[1]
-    save_dir = found.get("--save-dir")
-    return found.get("--resume"), Path(save_dir) if save_dir else None
-
-
 def find_checkpoint(resume: str | None, save_dir: Path | None) -> tuple[Path | None, dict[str, Any] | None]:
     """The checkpoint a resume continues (and its contents), or (None, None) for a fresh start.
 
