@@ -631,141 +631,167 @@ def validate_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> N
 
     :raises CheckpointError: one message naming the file and the first wrong field.
     """
+    check = _FieldCheck(path)
+    check.model(ckpt)
+    check.scalars(ckpt)
+    check.metric_fields(ckpt)
+    if ckpt.get("rng") is not None:
+        check.rng("rng", ckpt["rng"])
+    if ckpt.get("progress") is not None:
+        check.progress(ckpt["progress"])
+    check.plugins(ckpt)
 
-    def bad(field: str, expected: str, value: Any) -> CheckpointError:
+
+class _FieldCheck:
+    """The checks of :func:`validate_checkpoint`: each raises one error naming the field."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+
+    # ---------------------------------------------------------------- value checks
+    def bad(self, field: str, expected: str, value: Any) -> CheckpointError:
         if isinstance(value, torch.Tensor):
             got = f"a {str(value.dtype).replace('torch.', '')} tensor of shape {tuple(value.shape)}"
         else:
             shown = repr(value)
             got = f"{type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
-        return CheckpointError(f"checkpoint {path} is malformed: field '{field}' must be {expected}, got {got}")
+        return CheckpointError(f"checkpoint {self.path} is malformed: field '{field}' must be {expected}, got {got}")
 
-    def mapping(field: str, value: Any, *, optional: bool = False) -> None:
+    def missing(self, field: str, what: str, key: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {self.path} is malformed: field '{field}'{what} has no {key!r} key")
+
+    def mapping(self, field: str, value: Any, *, optional: bool = False) -> None:
         if value is None and optional:
             return
         if not isinstance(value, dict):
-            raise bad(field, "a dict" + (" or None" if optional else ""), value)
+            raise self.bad(field, "a dict" + (" or None" if optional else ""), value)
 
-    def count(field: str, value: Any, *, minimum: int = 0, optional: bool = False) -> None:
+    def count(self, field: str, value: Any, *, minimum: int = 0, optional: bool = False) -> None:
         if value is None and optional:
             return
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(field, f"an integer >= {minimum}" + (" or None" if optional else ""), value)
+            raise self.bad(field, f"an integer >= {minimum}" + (" or None" if optional else ""), value)
         if value < minimum:
-            raise bad(field, f"an integer >= {minimum}", value)
+            raise self.bad(field, f"an integer >= {minimum}", value)
 
-    def text(field: str, value: Any) -> None:
+    def text(self, field: str, value: Any) -> None:
         if value is not None and not isinstance(value, str):
-            raise bad(field, "a string or None", value)
+            raise self.bad(field, "a string or None", value)
 
-    def flag(field: str, value: Any) -> None:
+    def flag(self, field: str, value: Any) -> None:
         if not isinstance(value, bool):
-            raise bad(field, "True or False", value)
+            raise self.bad(field, "True or False", value)
 
-    def metric_dict(field: str, value: Any) -> None:
+    def metric_dict(self, field: str, value: Any) -> None:
         if not isinstance(value, dict):
-            raise bad(field, "a dict of metric name -> number", value)
+            raise self.bad(field, "a dict of metric name -> number", value)
         for name, number in value.items():
             if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, (int, float)):
-                raise bad(f"{field}.{name}", "a number under a string name", number)
+                raise self.bad(f"{field}.{name}", "a number under a string name", number)
 
-    def tensor(field: str, value: Any, dtypes: tuple[torch.dtype, ...], *, optional: bool = False) -> None:
+    def tensor(self, field: str, value: Any, dtypes: tuple[torch.dtype, ...], *, optional: bool = False) -> None:
         if value is None and optional:
             return
         names = " or ".join(str(d).replace("torch.", "") for d in dtypes)
         expected = f"{'an' if names.startswith('int') else 'a'} {names} tensor"
         if not isinstance(value, torch.Tensor) or value.dtype not in dtypes:
-            raise bad(field, expected, value)
+            raise self.bad(field, expected, value)
 
-    def rng(field: str, value: Any) -> None:
-        mapping(field, value)
+    # ---------------------------------------------------------------- the checkpoint's fields
+    def model(self, ckpt: dict[str, Any]) -> None:
+        if "model" not in ckpt:
+            raise CheckpointError(f"checkpoint {self.path} is malformed: it has no 'model' field")
+        model = ckpt["model"]
+        if not isinstance(model, dict):
+            raise self.bad("model", "a state_dict (a dict of parameter name -> tensor)", model)
+        for key in model:  # values: tensors, or a module's extra state (any plain data)
+            if not isinstance(key, str):
+                raise self.bad("model", "a state_dict with string keys", key)
+        self.mapping("optimizer", ckpt.get("optimizer"), optional=True)
+        self.mapping("lr_scheduler", ckpt.get("lr_scheduler"), optional=True)
+
+    def scalars(self, ckpt: dict[str, Any]) -> None:
+        for field in ("epoch", "global_step"):
+            if field in ckpt:
+                self.count(field, ckpt[field])
+        if "epochs" in ckpt:
+            self.count("epochs", ckpt["epochs"], minimum=1, optional=True)
+        if "world_size" in ckpt:
+            self.count("world_size", ckpt["world_size"], minimum=1)
+        if "seed" in ckpt:
+            if isinstance(ckpt["seed"], bool) or not isinstance(ckpt["seed"], (int, type(None))):
+                raise self.bad("seed", "an integer or None", ckpt["seed"])
+        for field in ("epoch_completed", "stop_resumable"):
+            if field in ckpt:
+                self.flag(field, ckpt[field])
+        for field in ("stop_reason", "stopped_by"):
+            self.text(field, ckpt.get(field))
+
+    def metric_fields(self, ckpt: dict[str, Any]) -> None:
+        if "metrics" in ckpt:
+            self.metric_dict("metrics", ckpt["metrics"])
+        if "history" in ckpt:
+            history = ckpt["history"]
+            if not isinstance(history, list):
+                raise self.bad("history", "a list of per-epoch metric dicts", history)
+            for i, row in enumerate(history):
+                self.metric_dict(f"history[{i}]", row)
+
+    def rng(self, field: str, value: Any) -> None:
+        self.mapping(field, value)
         if value.get("python") is not None:
             state = value["python"]
             if not isinstance(state, (tuple, list)) or len(state) != 3:
-                raise bad(f"{field}.python", "a (version, state, gauss) tuple", state)
+                raise self.bad(f"{field}.python", "a (version, state, gauss) tuple", state)
             if isinstance(state[1], torch.Tensor):
-                tensor(f"{field}.python[1]", state[1], (torch.int64,))
+                self.tensor(f"{field}.python[1]", state[1], (torch.int64,))
             elif not isinstance(state[1], (tuple, list)):
-                raise bad(f"{field}.python[1]", "an int64 tensor", state[1])
-        tensor(f"{field}.torch", value.get("torch"), (torch.uint8,), optional=True)
-        tensor(f"{field}.loader", value.get("loader"), (torch.uint8,), optional=True)
+                raise self.bad(f"{field}.python[1]", "an int64 tensor", state[1])
+        self.tensor(f"{field}.torch", value.get("torch"), (torch.uint8,), optional=True)
+        self.tensor(f"{field}.loader", value.get("loader"), (torch.uint8,), optional=True)
         cuda = value.get("cuda")
         if cuda is not None:
             if not isinstance(cuda, (list, tuple)):
-                raise bad(f"{field}.cuda", "a list of uint8 tensors", cuda)
+                raise self.bad(f"{field}.cuda", "a list of uint8 tensors", cuda)
             for i, state in enumerate(cuda):
-                tensor(f"{field}.cuda[{i}]", state, (torch.uint8,))
+                self.tensor(f"{field}.cuda[{i}]", state, (torch.uint8,))
         np_state = value.get("numpy")
         if np_state is not None:
-            mapping(f"{field}.numpy", np_state)
+            self.mapping(f"{field}.numpy", np_state)
             for key in ("name", "keys", "pos", "has_gauss", "cached_gaussian"):
                 if key not in np_state:
-                    raise CheckpointError(f"checkpoint {path} is malformed: field '{field}.numpy' has no {key!r} key")
-            tensor(f"{field}.numpy.keys", np_state["keys"], (torch.int64,))
-            count(f"{field}.numpy.pos", np_state["pos"])
+                    raise self.missing(f"{field}.numpy", "", key)
+            self.tensor(f"{field}.numpy.keys", np_state["keys"], (torch.int64,))
+            self.count(f"{field}.numpy.pos", np_state["pos"])
 
-    model = ckpt.get("model")
-    if "model" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} is malformed: it has no 'model' field")
-    if not isinstance(model, dict):
-        raise bad("model", "a state_dict (a dict of parameter name -> tensor)", model)
-    for key in model:  # values: tensors, or a module's extra state (any plain data)
-        if not isinstance(key, str):
-            raise bad("model", "a state_dict with string keys", key)
-    mapping("optimizer", ckpt.get("optimizer"), optional=True)
-    mapping("lr_scheduler", ckpt.get("lr_scheduler"), optional=True)
-    for field in ("epoch", "global_step"):
-        if field in ckpt:
-            count(field, ckpt[field])
-    if "epochs" in ckpt:
-        count("epochs", ckpt["epochs"], minimum=1, optional=True)
-    if "world_size" in ckpt:
-        count("world_size", ckpt["world_size"], minimum=1)
-    if "seed" in ckpt:
-        if isinstance(ckpt["seed"], bool) or not isinstance(ckpt["seed"], (int, type(None))):
-            raise bad("seed", "an integer or None", ckpt["seed"])
-    for field in ("epoch_completed", "stop_resumable"):
-        if field in ckpt:
-            flag(field, ckpt[field])
-    for field in ("stop_reason", "stopped_by"):
-        text(field, ckpt.get(field))
-    if "metrics" in ckpt:
-        metric_dict("metrics", ckpt["metrics"])
-    if "history" in ckpt:
-        history = ckpt["history"]
-        if not isinstance(history, list):
-            raise bad("history", "a list of per-epoch metric dicts", history)
-        for i, row in enumerate(history):
-            metric_dict(f"history[{i}]", row)
-    if ckpt.get("rng") is not None:
-        rng("rng", ckpt["rng"])
-    progress = ckpt.get("progress")
-    if progress is not None:
-        mapping("progress", progress)
+    def progress(self, progress: Any) -> None:
+        self.mapping("progress", progress)
         for key in ("batches_done", "losses", "sizes", "rng_epoch_start"):
             if key not in progress:
-                raise CheckpointError(
-                    f"checkpoint {path} is malformed: field 'progress' (a mid-epoch position) has no {key!r} key"
-                )
-        count("progress.batches_done", progress["batches_done"])
-        tensor("progress.losses", progress["losses"], (torch.float32, torch.float64, torch.float16, torch.bfloat16))
+                raise self.missing("progress", " (a mid-epoch position)", key)
+        self.count("progress.batches_done", progress["batches_done"])
+        floats = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+        self.tensor("progress.losses", progress["losses"], floats)
         sizes = progress["sizes"]
         if not isinstance(sizes, (list, tuple)) or any(isinstance(n, bool) or not isinstance(n, int) for n in sizes):
-            raise bad("progress.sizes", "a list of batch sizes", sizes)
+            raise self.bad("progress.sizes", "a list of batch sizes", sizes)
         if len(sizes) != progress["losses"].numel():
             raise CheckpointError(
-                f"checkpoint {path} is malformed: field 'progress' holds {progress['losses'].numel()} losses "
+                f"checkpoint {self.path} is malformed: field 'progress' holds {progress['losses'].numel()} losses "
                 f"but {len(sizes)} batch sizes"
             )
-        rng("progress.rng_epoch_start", progress["rng_epoch_start"])
-        count("progress.batch_size", progress.get("batch_size"), minimum=1, optional=True)
-    if "plugins" in ckpt:
+        self.rng("progress.rng_epoch_start", progress["rng_epoch_start"])
+        self.count("progress.batch_size", progress.get("batch_size"), minimum=1, optional=True)
+
+    def plugins(self, ckpt: dict[str, Any]) -> None:
+        if "plugins" not in ckpt:
+            return
         plugins = ckpt["plugins"]
         if not isinstance(plugins, dict):
-            raise bad("plugins", "a dict of plugin name -> state dict", plugins)
+            raise self.bad("plugins", "a dict of plugin name -> state dict", plugins)
         for name, state in plugins.items():
             if not isinstance(state, dict):
-                raise bad(f"plugins.{name}", "a dict (what the plugin's state_dict() returned)", state)
+                raise self.bad(f"plugins.{name}", "a dict (what the plugin's state_dict() returned)", state)
 
 
 def check_finite_weights(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
