@@ -273,3 +273,16 @@ def test_the_resume_hint_repeats_the_command_line_without_its_resume(monkeypatch
     assert _resume_command(Path("runs/train/weights/last.pt")) == (
         "trainhooks fit --epochs 3 -p a --resume runs/train/weights/last.pt"
     )
+
+
+def test_an_abbreviated_flag_is_refused_with_the_flags_it_may_mean(capsys) -> None:
+    """No abbreviations: a plugin's option could make one ambiguous, and a resume must see
+    which recorded settings were typed (an abbreviated --epochs would be overwritten silently)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", "--epoch", "2", "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "trainhooks fit: error: unrecognized arguments: --epoch 2 (did you mean --epochs?)" in err
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--sed", "3", "--quiet"])
+    assert "(did you mean --seed?)" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from trainhooks import __version__
 from trainhooks.cli.preparse import first_pass
@@ -218,10 +218,44 @@ def _positive_float(text: str) -> float:
 class Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line (``trainhooks fit: error: argument --epochs:
     expected a positive integer, got '0'``) instead of the whole usage text before it: the
-    mistake is what the user needs to see; ``--help`` has the rest. Exit status 2 as before."""
+    mistake is what the user needs to see; ``--help`` has the rest. Exit status 2 as before.
+
+    Abbreviated flags are not expanded (``allow_abbrev=False``): plugins add options, so an
+    abbreviation that works today can become ambiguous, or start meaning another option, once
+    a plugin is installed; and a resume must know which recorded settings were typed (see
+    :mod:`trainhooks.cli.resume`). An unknown flag is answered with the ones it resembles.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+        """Subcommand name -> its parser (filled by :func:`build_parser`), for the suggestions."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            parser = self.commands.get(getattr(parsed, "command", None) or "", self)  # its prog, its flags
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(parser, unknown)}")
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:
+    """`` (did you mean --epochs?)`` for the first unknown flag that resembles known ones."""
+    import difflib
+
+    known = [flag for action in parser._actions for flag in action.option_strings]  # argparse has no public list
+    for arg in unknown:
+        if not arg.startswith("--"):
+            continue
+        name = arg.split("=", 1)[0]
+        close = [f for f in known if f.startswith(name)] or difflib.get_close_matches(name, known, n=3, cutoff=0.7)
+        if close:
+            return f" (did you mean {' or '.join(close[:3])}?)"
+    return ""
 
 
 def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
@@ -304,4 +338,6 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
         "--interactive", action="store_true", help="ask cookiecutter's questions (the flags above become the defaults)"
     )
     asking.add_argument("--no-input", dest="interactive", action="store_false", help="ask nothing (the default)")
+    parser.commands = {"fit": fit, "validate": val, "predict": pred, "export": exp, "plugins": plugins, "hooks": hooks}
+    parser.commands["new-plugin"] = new
     return parser
