@@ -39,6 +39,7 @@ class CrashAt(trainhooks.Callback):
 def run(save_dir: Path, *, crash_at: int | None = None, resume: Path | None = None, epochs: int = 4, **extra):
     """A deterministic run: shuffled data with its own generator, dropout, Adam, a scheduler."""
     train, val = tiny_digits(n_train=160, n_val=64, batch_size=extra.pop("batch_size", 32), seed=1)
+    train = extra.pop("train", train)
     model = dropout_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
@@ -276,27 +277,9 @@ class NumpyShuffle(torch.utils.data.Sampler):
         return iter(np.random.permutation(self.n).tolist())
 
 
-def numpy_order_run(save_dir: Path, *, crash_at: int | None = None, resume: Path | None = None):
+def numpy_shuffled_loader() -> torch.utils.data.DataLoader:
     train, _ = tiny_digits(n_train=160, n_val=64, batch_size=32, seed=1)
-    loader = torch.utils.data.DataLoader(train.dataset, batch_size=32, sampler=NumpyShuffle(len(train.dataset)))
-    model = dropout_model()
-    trainer = trainhooks.Trainer(
-        model,
-        loss_fn=torch.nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epochs=3,
-        save_dir=save_dir,
-        seed=5,
-        plugins=[ModelCheckpoint(every_n_steps=3)],
-        callbacks=[CrashAt(crash_at)] if crash_at else [],
-        default_plugins=False,
-        verbose=False,
-    )
-    try:
-        trainer.fit(loader, resume=resume)
-    except trainhooks.HookError:
-        assert crash_at is not None
-    return trainer
+    return torch.utils.data.DataLoader(train.dataset, batch_size=32, sampler=NumpyShuffle(len(train.dataset)))
 
 
 def test_the_epoch_start_state_holds_numpy_only_where_the_data_order_can_draw_from_it(tmp_path) -> None:
@@ -306,19 +289,18 @@ def test_the_epoch_start_state_holds_numpy_only_where_the_data_order_can_draw_fr
     train, _ = tiny_digits()
     assert order_uses_torch_rng_only(train)
     assert not order_uses_torch_rng_only(list(train))
-    custom = torch.utils.data.DataLoader(train.dataset, batch_size=32, sampler=NumpyShuffle(len(train.dataset)))
-    assert not order_uses_torch_rng_only(custom)
+    assert not order_uses_torch_rng_only(numpy_shuffled_loader())
 
     run(tmp_path / "stock", crash_at=7)  # last.pt at step 6: mid-epoch (5 batches per epoch)
     stock = torch.load(tmp_path / "stock" / "weights" / "last.pt", weights_only=True)["progress"]
     assert "numpy" not in stock["rng_epoch_start"] and stock["rng_epoch_start"]["loader"] is not None
 
-    reference = numpy_order_run(tmp_path / "ref")
-    numpy_order_run(tmp_path / "run", crash_at=7)
+    reference = run(tmp_path / "ref", train=numpy_shuffled_loader(), epochs=3)
+    run(tmp_path / "run", crash_at=7, train=numpy_shuffled_loader(), epochs=3)
     last = tmp_path / "run" / "weights" / "last.pt"
     progress = torch.load(last, weights_only=True)["progress"]
     assert progress["batches_done"] == 1 and "numpy" in progress["rng_epoch_start"]
-    resumed = numpy_order_run(tmp_path / "run", resume=last)
+    resumed = run(tmp_path / "run", resume=last, train=numpy_shuffled_loader(), epochs=3)
     assert resumed.global_step == reference.global_step == 15
     assert same_weights(resumed.model, reference.model)  # the same NumPy-shuffled order replayed
 
