@@ -53,6 +53,7 @@ class FitLoop:
         self.trainer = trainer
         self.train_data = train_data
         self.val_data = val_data
+        self.train_epoch: TrainEpoch | None = None
 
     def run(self, resume_from: Any) -> FitResult:
         t = self.trainer
@@ -121,6 +122,7 @@ class FitLoop:
     def one_epoch(self) -> None:
         t = self.trainer
         t.strategy.set_epoch(t.epoch)  # a new shuffle of the shards under DDP
+        assert self.train_epoch is not None  # built by setup()
         self.train_epoch.run()
         if self.val_data is not None and self.validates_now():
             run_validation(t, self.val_data)
@@ -161,6 +163,10 @@ class FitLoop:
         t._restore_signal_handlers()
         t._log.in_batch_loop = False
         t._log.close_row()
+        # Drop the step functions first: they hold the DDP wrapper, which must go with the process
+        # group. Freed later (when this FitLoop is), its reducer would destroy the gloo group while
+        # holding the GIL that gloo's worker thread may be waiting for: the process hangs at exit.
+        self.train_epoch = None
         t.strategy.close(failed)  # unwrap the model, end our process group
         t.strategy = strategy.SINGLE_PROCESS
         t._teardown("fit", failed)

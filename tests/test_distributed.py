@@ -798,6 +798,25 @@ def test_fit_inside_a_caller_owned_group_uses_it_and_leaves_it(make_trainer, loa
     assert math.isfinite(result.metrics["train/loss"]) and "val/acc" in result.metrics
 
 
+def test_no_reference_to_the_ddp_wrapper_outlives_the_process_group(make_trainer, loaders, gloo_group) -> None:
+    """The DDP wrapper must be freed when fit unwraps the model, before the group goes. Kept alive
+    longer (the step functions held it), its reducer destroyed the gloo group later, holding the
+    GIL that gloo's worker thread needed: rank processes hung at exit (seen under torchrun)."""
+    import gc
+    import weakref
+
+    wrapper: dict[str, Any] = {}
+    trainer = make_trainer(epochs=2)
+    trainer.add_callback("on_train_start", lambda t: wrapper.update(ref=weakref.ref(t.model)))
+    trainer.add_callback("teardown", lambda trainer, stage: wrapper.update(alive=wrapper["ref"]() is not None))
+    gc.disable()  # only reference counting may free it, as it does in the real run
+    try:
+        trainer.fit(*loaders)
+    finally:
+        gc.enable()
+    assert wrapper["alive"] is False, "the DDP wrapper was still referenced after fit ended its group"
+
+
 def test_agreed_stop_with_a_cadence_remembers_the_request(make_trainer, loaders, gloo_group) -> None:
     trainer = make_trainer(epochs=1, dist_sync_every=2)
     trainer.num_train_batches = 3
