@@ -22,7 +22,8 @@ plugin under test in a Trainer of your own and inspect the calls the same way::
 
 It records at the end of each hook's call order (``trylast``), so it sees what the other
 plugins did. :func:`tiny_digits` and :func:`tiny_model` give small real loaders and a model;
-:func:`tiny_trainer` a quiet Trainer around them.
+:func:`tiny_trainer` a quiet Trainer around them; :class:`StepLog` and :class:`SignalAt` are
+callbacks for tracker tests (what ``on_log`` handed over; a real SIGTERM at a chosen batch).
 Nothing here imports torch until it is used.
 """
 
@@ -172,6 +173,37 @@ def tiny_trainer(
     trainer_kwargs.setdefault("seed", 0)
     trainer_kwargs.setdefault("verbose", False)
     return Trainer(model, epochs=epochs, save_dir=save_dir, plugins=list(plugins), **trainer_kwargs)
+
+
+class StepLog:
+    """A callback keeping what ``on_log`` hands over between epoch ends: ``steps``, a list of
+    ``(global step, metrics)``. A tracker's per-step series should hold exactly these; pass it
+    in ``callbacks=`` beside the tracker under test."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, dict[str, float]]] = []
+
+    def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+        if not epoch_end:
+            self.steps.append((step, dict(metrics)))
+
+
+class SignalAt:
+    """A callback sending this process a real signal after batch ``batch_idx`` of epoch ``epoch``
+    (both 0-based; SIGTERM by default): the Trainer stops gracefully there, writes its
+    checkpoint and reports the stop, as after a pre-emption."""
+
+    def __init__(self, epoch: int = 1, batch_idx: int = 0, signum: int | None = None) -> None:
+        import signal
+
+        self.epoch, self.batch_idx = epoch, batch_idx
+        self.signum = signal.SIGTERM if signum is None else signum
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        if trainer.epoch == self.epoch and trainer.batch_idx == self.batch_idx:
+            import os
+
+            os.kill(os.getpid(), self.signum)
 
 
 # ---------------------------------------------------------------------------- plugin testing

@@ -7,8 +7,6 @@ as a user's run would find it.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from mlflow import MlflowClient
 
 import trainhooks
 from trainhooks import cli
-from trainhooks.testing import tiny_digits, tiny_trainer
+from trainhooks.testing import SignalAt, StepLog, tiny_digits, tiny_trainer
 
 pytestmark = pytest.mark.slow  # each test creates an MLflow database (seconds of migrations)
 
@@ -107,12 +105,6 @@ class FailAt:
             raise RuntimeError("disk on fire")
 
 
-class SignalAt:
-    def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
-        if trainer.epoch == 1 and trainer.batch_idx == 0:
-            os.kill(os.getpid(), signal.SIGTERM)  # a real signal: the trainer stops gracefully
-
-
 def test_exception_marks_the_run_failed_and_a_signal_killed(tmp_path: Path) -> None:
     train, val = tiny_digits()
     failing = make_trainer(tmp_path / "failed", callbacks=[FailAt(epoch=1)])
@@ -178,17 +170,6 @@ def test_cli_opt_in_task_tag_and_listing(tmp_path: Path, capsys: pytest.CaptureF
 
     assert cli.main(["fit", "--epochs", "1", "--save-dir", str(tmp_path / "plain"), "--quiet"]) == 0
     assert not (tmp_path / "plain" / "mlflow.db").exists()  # not enabled by default
-
-
-class StepLog:
-    """What on_log handed over during epochs: [(step, metrics)]."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[int, dict[str, float]]] = []
-
-    def on_log(self, trainer: trainhooks.Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
-        if not epoch_end:
-            self.steps.append((step, dict(metrics)))
 
 
 def test_per_step_series_and_a_resume_after_a_signal_without_duplicated_steps(tmp_path: Path) -> None:

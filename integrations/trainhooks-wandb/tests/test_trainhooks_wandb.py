@@ -8,8 +8,6 @@ uploads); the test decodes it with W&B's own protobuf classes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from wandb.proto import wandb_internal_pb2 as pb
 
 import trainhooks
 from trainhooks import cli
-from trainhooks.testing import tiny_digits, tiny_trainer
+from trainhooks.testing import SignalAt, StepLog, tiny_digits, tiny_trainer
 
 pytestmark = pytest.mark.slow  # each run starts W&B's service process
 
@@ -152,12 +150,6 @@ class FailAt:
             raise RuntimeError("disk on fire")
 
 
-class SignalAt:
-    def on_train_batch_end(self, trainer: trainhooks.Trainer) -> None:
-        if trainer.epoch == 1 and trainer.batch_idx == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 def test_failed_and_killed_runs_and_resume_continues_the_run_id(tmp_path: Path) -> None:
     train, val = tiny_digits()
     with pytest.raises(trainhooks.HookError):
@@ -211,17 +203,6 @@ def test_cli_opt_in_mode_check_and_listing(
     assert cli.main(["fit", "--epochs", "1", "--save-dir", str(save_dir), "--quiet", "-p", "wandb"]) == 0
     (folder,) = offline_runs(save_dir)
     assert read_run(folder)["summary"]["task"] == "digits"
-
-
-class StepLog:
-    """What on_log handed over during epochs: [(step, metrics)]."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[int, dict[str, float]]] = []
-
-    def on_log(self, trainer: trainhooks.Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
-        if not epoch_end:
-            self.steps.append((step, dict(metrics)))
 
 
 def test_per_step_series_and_a_resume_after_a_signal_without_duplicated_steps(tmp_path: Path) -> None:
