@@ -266,9 +266,6 @@ class TrainEpoch:
             backward(loss)
             hooks.on_after_backward()
             outputs["loss"] = detached = loss.detach()
-            losses.append(detached)
-            sizes.append(batch_size(batch))
-            position.batches_done += 1
             hooks.on_train_microbatch_end(batch, batch_idx, outputs)
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip)
@@ -281,6 +278,11 @@ class TrainEpoch:
             optimizer.zero_grad(set_to_none=True)
             t.global_step = step_no = t.global_step + 1
             t._updating = False
+            # The batch counts as done once its step is: a checkpoint taken before (an emergency
+            # one, after a failure in the hooks above) resumes with this batch again.
+            losses.append(detached)
+            sizes.append(batch_size(batch))
+            position.batches_done += 1
             hooks.on_train_batch_end(batch, batch_idx, outputs)
             if log_every is not None and step_no % log_every == 0:
                 log_step(t, outputs)

@@ -101,6 +101,33 @@ def test_resume_from_the_emergency_checkpoint_is_exact(tmp_path, reference) -> N
     assert same_weights(resumed.model, reference.model)
 
 
+class CrashBeforeStep(trainhooks.Callback):
+    """Fails after the batch's backward, before its optimizer step: that batch is not trained."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_before_optimizer_step(self, trainer):
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated crash before the optimizer step after step {self.step}")
+
+
+@pytest.mark.parametrize("hook_step", [7, 8])  # mid-epoch (5 batches per epoch), not on a last.pt step
+def test_a_crash_before_the_optimizer_step_resumes_with_that_batch_again(tmp_path, reference, hook_step) -> None:
+    """The emergency checkpoint holds the position of the last step taken, not of the batch
+    whose step never happened: the resumed run trains that batch again (with new random numbers,
+    since the crashed forward had drawn its own: the same steps, not bitwise the same weights)."""
+    with pytest.raises(trainhooks.HookError):
+        run(tmp_path / "run", callbacks=[CrashBeforeStep(hook_step)], crash_at=None)
+    emergency = tmp_path / "run" / "weights" / "emergency.pt"
+    saved = torch.load(emergency, weights_only=True)
+    assert saved["global_step"] == hook_step
+    assert saved["progress"]["batches_done"] == hook_step % 5
+    resumed = run(tmp_path / "run", resume=emergency)
+    assert resumed.global_step == reference.global_step == 20  # every batch stepped exactly once
+    assert [len(h) for h in resumed.history] == [len(h) for h in reference.history]
+
+
 def test_plugin_state_continues_after_resume(tmp_path) -> None:
     class Counter(trainhooks.Callback):
         def __init__(self):
