@@ -599,11 +599,12 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     if path.is_dir():
-        found = [
-            p for p in (path / "weights" / "best.pt", path / "best.pt", path / "weights" / "last.pt") if p.is_file()
-        ]
-        example = found[0] if found else path / "weights" / "best.pt"
-        raise CheckpointError(f"weights {path} is a directory, not a file; pass a checkpoint file, such as {example}")
+        from trainhooks.manifest import read_manifest
+
+        run = read_manifest(path)
+        chosen = run.weights() if run is not None else None
+        example = f", such as {chosen[1]} (this run's {chosen[0]})" if chosen else " (a run's weights/best.pt)"
+        raise CheckpointError(f"weights {path} is a directory, not a file; pass a checkpoint file{example}")
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
     try:

@@ -23,6 +23,7 @@ from trainhooks.batches import batch_size, loader_generator, safe_len, sample_co
 from trainhooks.controls import apply_limit
 from trainhooks.data import fast_batches, order_uses_torch_rng_only
 from trainhooks.errors import ConfigError, NothingUsableError
+from trainhooks.manifest import RunManifest
 
 if TYPE_CHECKING:
     from trainhooks.trainer import FitResult, Trainer
@@ -86,6 +87,7 @@ class FitLoop:
         t.model.to(t.device)
         if t.is_global_zero:  # only rank 0 writes: no empty run directory elsewhere
             t._ensure_save_dir()
+            t.manifest = RunManifest.start(t.save_dir, resumed=resume_from is not None, task=t.task_name)
         start_epoch = resume.resume(t, resume_from) if resume_from is not None else 0
         self.train_data, self.val_data = t.strategy.prepare(self.train_data, self.val_data)
         t.num_train_batches = apply_limit("limit_train_batches", t.limit_train_batches, safe_len(self.train_data))
@@ -169,7 +171,19 @@ class FitLoop:
         self.train_epoch = None
         t.strategy.close(failed)  # unwrap the model, end our process group
         t.strategy = strategy.SINGLE_PROCESS
-        t._teardown("fit", failed)
+        try:
+            t._teardown("fit", failed)
+        finally:
+            self.end_manifest(failed)
+
+    def end_manifest(self, failed: bool) -> None:
+        """run.json says how the fit ended, after teardown (whose hooks may announce files)."""
+        t = self.trainer
+        if t.manifest is None:
+            return
+        status = "failed" if failed else "interrupted" if t.interrupted else "finished"
+        t.manifest.end(status, stop_reason=t.stop_reason, epochs_completed=len(t.history), global_step=t.global_step)
+        t.manifest = None
 
 
 # ---------------------------------------------------------------------- one training epoch

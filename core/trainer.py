@@ -53,6 +53,7 @@ from trainhooks.errors import (
     HookError,
     PluginError,
 )
+from trainhooks.manifest import RunManifest
 from trainhooks.metrics import MetricLog
 from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
 from trainhooks.plugin_manager import PluginManager
@@ -374,6 +375,8 @@ class Trainer:
         self.stage: str | None = None
         self.example_input: Any = None
         self.artifacts: dict[str, Path] = {}
+        # run.json in save_dir, kept by rank 0 during a fit (trainhooks.manifest); None otherwise.
+        self.manifest: RunManifest | None = None
         self.num_train_batches: int | None = None
         self.num_val_batches: int | None = None
         self.num_train_samples: int | None = None
@@ -549,8 +552,12 @@ class Trainer:
         self._log.history = rows
 
     def log_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
-        """Announce a file a plugin wrote (listed in the final summary and FitResult.artifacts)."""
+        """Announce a file a plugin wrote: listed in the final summary and ``FitResult.artifacts``,
+        and kept in the run's ``run.json``, where ``trainhooks validate/predict/export`` find the
+        run's weights (``best.pt``, ``last.pt``) by these names."""
         self.artifacts[name] = Path(path)
+        if self.manifest is not None:
+            self.manifest.record(name, Path(path))
 
     def _make_optimizer(self, optimizer: Any) -> torch.optim.Optimizer:
         if optimizer is None:

@@ -124,7 +124,7 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             "--weights",
             type=Path,
             default=None,
-            help="checkpoint (last.pt/best.pt) or state_dict file (default: best.pt of the latest runs/train* run)",
+            help="checkpoint (best.pt/last.pt) or state_dict file (default: the best.pt of the latest run in runs/, from its run.json)",
         )
 
 

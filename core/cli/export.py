@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from trainhooks.cli.runs import _make_trainer, latest_best_weights
+from trainhooks.cli.runs import _make_trainer, resolve_weights
 from trainhooks.plugin_manager import PluginManager
 
 
@@ -18,11 +17,7 @@ def _cmd_export(args: argparse.Namespace, plugin_manager: PluginManager, plugin_
         from trainhooks.errors import ExportFormatError
 
         raise ExportFormatError(args.format, formats)
-    if args.weights is None:
-        args.weights = latest_best_weights()
-        print(
-            f"trainhooks: using {args.weights} (best.pt of the latest run; --weights FILE to choose)", file=sys.stderr
-        )
+    resolve_weights(args)
     if args.save_dir is None:  # export writes next to the weights, not into a new runs/exportN
         weights_dir = Path(args.weights).parent
         args.save_dir = weights_dir.parent if weights_dir.name == "weights" else weights_dir

@@ -23,11 +23,8 @@ def _make_trainer(
     params: dict[str, Any] = {"batch_size": args.batch_size, "seed": args.seed}
     if training:
         params.update(lr=args.lr, epochs=args.epochs)
-    if not training and args.weights is None:
-        args.weights = latest_best_weights()
-        print(
-            f"trainhooks: using {args.weights} (best.pt of the latest run; --weights FILE to choose)", file=sys.stderr
-        )
+    if not training:
+        resolve_weights(args)
     task = load_task(args.task, **params)
     # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
     run_dir = "train" if args.command == "fit" else args.command
@@ -78,26 +75,29 @@ def _make_trainer(
     return trainer, task
 
 
-def latest_best_weights(runs: Path = Path("runs")) -> Path:
-    """``best.pt`` of the latest ``runs/train*`` run (the newest file): what ``validate``,
-    ``predict`` and ``export`` use without ``--weights``.
+def resolve_weights(args: argparse.Namespace, runs: Path = Path("runs")) -> None:
+    """With no ``--weights``, set ``args.weights`` to those of the latest run under ``runs/``,
+    as its ``run.json`` names them (trainhooks.manifest): ``best.pt``, else ``last.pt``. A line
+    on stderr says which file was chosen, and why.
 
-    :raises ConfigError: there is none (names where it looked).
+    :raises ConfigError: no run to default to.
     """
+    from trainhooks import manifest
     from trainhooks.errors import ConfigError
 
-    found = []
-    for candidate in runs.glob("train*/weights/best.pt"):
-        try:
-            found.append((candidate.stat().st_mtime, str(candidate), candidate))
-        except OSError:
-            continue
-    if not found:
+    if args.weights is not None:
+        return
+    latest = next(((m, w) for m in manifest.runs_in(runs) if (w := m.weights()) is not None), None)
+    if latest is None:
         raise ConfigError(
-            f"no --weights given and no {runs / 'train*' / 'weights' / 'best.pt'} to default to; "
+            f"no --weights given and no run in {runs}/ whose run.json names a best.pt or last.pt that exists; "
             "pass --weights FILE (a checkpoint or a state_dict file)"
         )
-    return max(found)[2]
+    run, (name, args.weights) = latest
+    why = f"{name} of the latest run, {run.run_dir}"
+    if run.status != "finished":
+        why += f", which {'is still running or was killed' if run.status == 'running' else run.status}"
+    print(f"trainhooks: using {args.weights} ({why}; --weights FILE to choose)", file=sys.stderr)
 
 
 def _distributed_args(args: argparse.Namespace) -> dict[str, Any]:
