@@ -42,6 +42,7 @@ def _add_plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    """The flags of a run command: the task and where it runs, then fit's or the weights."""
     parser.add_argument(
         "--task",
         default=None,
@@ -59,58 +60,8 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     if training:
-        parser.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default: 10)")
-        parser.add_argument("--lr", type=_positive_float, default=None, help="learning rate passed to the task")
-        parser.add_argument("--name", default=None, help="run name (default: the save_dir's name)")
-        parser.add_argument(
-            "--resume",
-            default=None,
-            metavar="CHECKPOINT|auto",
-            help="continue the run that wrote CHECKPOINT, with its recorded settings (flags given override them); "
-            "'auto': the newest good checkpoint in --save-dir (default runs/train), or a fresh start",
-        )
-        parser.add_argument(
-            "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"
-        )
-        parser.add_argument(
-            "--non-critical",
-            action="append",
-            default=[],
-            metavar="NAME",
-            help="a failure of plugin NAME disables it instead of stopping the run (repeatable, or comma-separated)",
-        )
-        parser.add_argument(
-            "--precision",
-            default="32",
-            choices=["32", "bf16", "16"],
-            help="32, or mixed precision: bf16 (autocast) or 16 (autocast + GradScaler) (default: 32)",
-        )
-        parser.add_argument(
-            "--dist-timeout",
-            type=_positive_float,
-            default=None,
-            metavar="SECONDS",
-            help="under torchrun: fail instead of waiting longer than this for another rank (default: 300)",
-        )
-        parser.add_argument(
-            "--stop-timeout",
-            type=_non_negative_float,
-            default=None,
-            metavar="SECONDS",
-            help="after SIGTERM or the pre-emption signal, exit (emergency checkpoint first) if training has not "
-            "stopped within this time, e.g. a stuck rank (default: 25; 0: wait forever)",
-        )
-        parser.add_argument(
-            "--preempt-signal",
-            default=None,
-            metavar="SIGNAL",
-            help="the scheduler's pre-emption signal: stop, checkpoint and exit with 75 (default: SIGUSR1; none: off)",
-        )
-        parser.add_argument(
-            "--overwrite",
-            action="store_true",
-            help="start over in a --save-dir that holds a previous run (deletes its checkpoints and metrics.csv)",
-        )
+        _add_fit_flags(parser)
+        _add_stop_and_restart_flags(parser)
         _add_loop_controls(parser)
         parser.add_argument(
             "--dist-sync-every",
@@ -124,8 +75,69 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
             "--weights",
             type=Path,
             default=None,
-            help="checkpoint (best.pt/last.pt) or state_dict file (default: the best.pt of the latest run in runs/, from its run.json)",
+            help="checkpoint (best.pt/last.pt) or state_dict file "
+            "(default: the best.pt of the latest run in runs/, from its run.json)",
         )
+
+
+def _add_fit_flags(parser: argparse.ArgumentParser) -> None:
+    """What fit trains with: length, lr, name, resume, profiling, plugin failures, precision."""
+    parser.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default: 10)")
+    parser.add_argument("--lr", type=_positive_float, default=None, help="learning rate passed to the task")
+    parser.add_argument("--name", default=None, help="run name (default: the save_dir's name)")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="CHECKPOINT|auto",
+        help="continue the run that wrote CHECKPOINT, with its recorded settings (flags given override them); "
+        "'auto': the newest good checkpoint in --save-dir (default runs/train), or a fresh start",
+    )
+    parser.add_argument(
+        "--profile-hooks", action="store_true", help="print the time spent per plugin per hook at the end"
+    )
+    parser.add_argument(
+        "--non-critical",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a failure of plugin NAME disables it instead of stopping the run (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="32",
+        choices=["32", "bf16", "16"],
+        help="32, or mixed precision: bf16 (autocast) or 16 (autocast + GradScaler) (default: 32)",
+    )
+
+
+def _add_stop_and_restart_flags(parser: argparse.ArgumentParser) -> None:
+    """How fit waits, stops on a signal, and treats a save dir that holds a run."""
+    parser.add_argument(
+        "--dist-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="under torchrun: fail instead of waiting longer than this for another rank (default: 300)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=_non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="after SIGTERM or the pre-emption signal, exit (emergency checkpoint first) if training has not "
+        "stopped within this time, e.g. a stuck rank (default: 25; 0: wait forever)",
+    )
+    parser.add_argument(
+        "--preempt-signal",
+        default=None,
+        metavar="SIGNAL",
+        help="the scheduler's pre-emption signal: stop, checkpoint and exit with 75 (default: SIGUSR1; none: off)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a --save-dir that holds a previous run (deletes its checkpoints and metrics.csv)",
+    )
 
 
 def _add_loop_controls(parser: argparse.ArgumentParser) -> None:
@@ -266,7 +278,14 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"trainhooks {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = _add_run_commands(sub, table)
+    parser.commands.update(_add_listing_commands(sub))
+    parser.commands["new-plugin"] = _add_new_plugin_command(sub)
+    return parser
 
+
+def _add_run_commands(sub: Any, table: OptionTable | None) -> dict[str, argparse.ArgumentParser]:
+    """fit, validate, predict and export: a task, the plugin flags, and the plugins' options."""
     fit = sub.add_parser("fit", help="train a task (default: digits) with the default plugins")
     _add_task_flags(fit, training=True)
     _add_plugin_flag(fit)
@@ -294,10 +313,15 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
     )
     _add_plugin_flag(exp)
 
+    commands = {"fit": fit, "validate": val, "predict": pred, "export": exp}
     if table is not None:
-        for command in (fit, val, pred, exp):
+        for command in commands.values():
             table.add_to_argparse(command)
+    return commands
 
+
+def _add_listing_commands(sub: Any) -> dict[str, argparse.ArgumentParser]:
+    """plugins and hooks: what is installed, and what can be implemented."""
     plugins = sub.add_parser("plugins", help="list installed plugins, their status, versions and hooks")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.add_argument("-v", "--verbose", action="store_true", help="also show each entry point's target")
@@ -307,7 +331,11 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
     hooks.add_argument("--loop", action="store_true", help="the loop map: when each hook fires and which plugins run")
     hooks.add_argument("--markdown", action="store_true", help="the full hook reference as Markdown (docs/hooks.md)")
     _add_plugin_flag(hooks)
+    return {"plugins": plugins, "hooks": hooks}
 
+
+def _add_new_plugin_command(sub: Any) -> argparse.ArgumentParser:
+    """new-plugin: the template's questions as flags."""
     new = sub.add_parser(
         "new-plugin",
         help="create a plugin package from the template (offline; needs cookiecutter)",
@@ -338,6 +366,4 @@ def build_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
         "--interactive", action="store_true", help="ask cookiecutter's questions (the flags above become the defaults)"
     )
     asking.add_argument("--no-input", dest="interactive", action="store_false", help="ask nothing (the default)")
-    parser.commands = {"fit": fit, "validate": val, "predict": pred, "export": exp, "plugins": plugins, "hooks": hooks}
-    parser.commands["new-plugin"] = new
-    return parser
+    return new
