@@ -156,7 +156,7 @@ class OptionTable:
                 default = kwargs.pop("default", None)
                 text = kwargs.pop("help", "") or ""
                 if default is not None and kwargs.get("action") not in ("store_true", "store_false"):
-                    text = f"{text} (default: {default})".strip()
+                    text = f"{text} (default: {_shown(default)})".strip()
                 group.add_argument(*spec.flags, dest=spec.dest, default=argparse.SUPPRESS, help=text, **kwargs)
 
     def resolve(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -577,3 +577,13 @@ def bind_options(plugin: Any, values: Mapping[str, Any]) -> None:
 def option_values(plugin: Any) -> dict[str, Any]:
     """The value in force of every declared setting of ``plugin`` (for listings and tests)."""
     return {name: option.__get__(plugin) for name, option in declared_options(type(plugin)).items()}
+
+
+def _shown(default: Any) -> str:
+    """A default as typed on the command line: a set as ``a,b,c`` (sorted: a set's own order
+    changes from one run to the next), a list or tuple comma-joined, anything else as ``str``."""
+    if isinstance(default, (set, frozenset)):
+        return ",".join(sorted(map(str, default))) or "none"
+    if isinstance(default, (list, tuple)):
+        return ",".join(map(str, default)) or "none"
+    return str(default)

@@ -227,6 +227,14 @@ def test_help_lists_run_commands(capsys) -> None:
         assert command in out
 
 
+def test_help_shows_a_set_default_as_it_would_be_typed(capsys) -> None:
+    # notify's events default is a frozenset: its repr, in an order that changes per process, is no help
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: exception,train_end,train_start)" in out and "frozenset" not in out
+
+
 def test_python_m_entry(tmp_path) -> None:
     import subprocess
     import sys
