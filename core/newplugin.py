@@ -161,12 +161,8 @@ def bake(
     """
     main = _import_cookiecutter()
     from cookiecutter.config import get_user_config
-    from cookiecutter.exceptions import CookiecutterException, FailedHookException, OutputDirExistsException
-    from cookiecutter.generate import generate_context
-    from cookiecutter.prompt import prompt_for_config
 
     template_path = Path(template) if template is not None else template_dir()
-    context_file = template_path / "cookiecutter.json"
     defaults = template_context(template_path)
     if isinstance(hooks, str):
         hooks = [h for h in re.split(r"[,\s]+", hooks) if h]
@@ -186,23 +182,40 @@ def bake(
     licenses = defaults.get("license", [])
     if license is not None and license not in licenses:
         raise ConfigError(f"license {license!r} is not offered by the template; choose one of: {', '.join(licenses)}")
-
     output = Path(output_dir)
-    validator = _validator(template_path)
-    known_hooks = list(defaults["_hook_signatures"])
     config = get_user_config()
     if not interactive:
-        # Resolve the answers exactly as cookiecutter will (defaults rendered from plugin_name,
-        # user config applied), check them all, and only then write anything.
-        context = generate_context(str(context_file), config["default_context"], extra)
-        answers = {k: str(v) for k, v in prompt_for_config(context, no_input=True).items() if not k.startswith("_")}
-        errors = validator.validate(answers, known_hooks)
-        if errors:
-            raise ConfigError("invalid plugin answers:\n  " + "\n  ".join(errors))
-        target = output / answers["project_slug"]
-        if target.exists():
-            raise ConfigError(f"{target} already exists; remove it or choose another --output-dir")
-        extra = answers
+        extra = _checked_answers(template_path, defaults, config, extra, output)
+    baked = _render(main, template_path, extra, output, interactive)
+    return BakedPlugin(path=baked, answers=_answers_of(baked, extra, config["replay_dir"], template_path))
+
+
+def _checked_answers(
+    template_path: Path, defaults: dict[str, Any], config: dict[str, Any], extra: dict[str, Any], output: Path
+) -> dict[str, Any]:
+    """The answers resolved exactly as cookiecutter will (defaults rendered from plugin_name, the
+    user config applied), every one checked, before anything is written.
+
+    :raises ConfigError: all the invalid answers in one message, or the target exists.
+    """
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    context = generate_context(str(template_path / "cookiecutter.json"), config["default_context"], extra)
+    answers = {k: str(v) for k, v in prompt_for_config(context, no_input=True).items() if not k.startswith("_")}
+    errors = _validator(template_path).validate(answers, list(defaults["_hook_signatures"]))
+    if errors:
+        raise ConfigError("invalid plugin answers:\n  " + "\n  ".join(errors))
+    target = output / answers["project_slug"]
+    if target.exists():
+        raise ConfigError(f"{target} already exists; remove it or choose another --output-dir")
+    return answers
+
+
+def _render(main: Any, template_path: Path, extra: dict[str, Any], output: Path, interactive: bool) -> Path:
+    """Run cookiecutter; its failures as one ConfigError each."""
+    from cookiecutter.exceptions import CookiecutterException, FailedHookException, OutputDirExistsException
+
     try:
         path = main.cookiecutter(
             str(template_path),
@@ -216,8 +229,7 @@ def bake(
         raise ConfigError("invalid plugin answers (see the errors above); nothing was created") from exc
     except CookiecutterException as exc:
         raise ConfigError(f"cookiecutter failed: {exc}") from exc
-    baked = Path(path)
-    return BakedPlugin(path=baked, answers=_answers_of(baked, extra, config["replay_dir"], template_path))
+    return Path(path)
 
 
 def _answers_of(path: Path, known: dict[str, Any], replay_dir: str, template: Path) -> dict[str, str]:

@@ -290,11 +290,7 @@ class Trainer:
         plugin_manager: PluginManager | None = None,
     ) -> None:
         _check_arguments(model, save_dir, epochs, grad_clip_norm, plugins, disable, dist_timeout, dist_sync_every)
-        self.preempt_signal = signals.parse_signal(preempt_signal)
-        self.stop_timeout = signals.parse_stop_timeout(stop_timeout)
-        if not isinstance(overwrite, bool):
-            raise ConfigError(f"overwrite must be True or False, got {overwrite!r}")
-        self.overwrite = overwrite
+        self._set_stop_settings(preempt_signal, stop_timeout, overwrite)
 
         self.model: nn.Module = model
         self.loss_fn = loss_fn
@@ -336,6 +332,18 @@ class Trainer:
         self._init_plugins(
             plugin_manager or plugin_host, plugins, disable, callbacks, autoload, default_plugins, non_critical
         )
+        self._init_hooks(profile_hooks, options)
+
+    def _set_stop_settings(self, preempt_signal: str | int | None, stop_timeout: float | None, overwrite: bool) -> None:
+        """The pre-emption signal, the stop deadline and whether a fresh run may replace one."""
+        self.preempt_signal = signals.parse_signal(preempt_signal)
+        self.stop_timeout = signals.parse_stop_timeout(stop_timeout)
+        if not isinstance(overwrite, bool):
+            raise ConfigError(f"overwrite must be True or False, got {overwrite!r}")
+        self.overwrite = overwrite
+
+    def _init_hooks(self, profile_hooks: bool, options: Mapping[str, Any] | None) -> None:
+        """The hook dispatcher over the loaded plugins, and their options resolved and applied."""
         self.hooks = HookDispatcher(self.plugin_manager, self)
         self.hook_profile: HookProfile | None = self.hooks.enable_profiling() if profile_hooks else None
         table = collect_options(self.plugin_manager, reserved=CORE_OPTIONS)

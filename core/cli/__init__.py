@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainhooks import interrupts
 from trainhooks.cli.args import RUN_COMMANDS, build_parser, scan_plugin_flags
-from trainhooks.cli.preparse import first_pass, split_plugin_values
+from trainhooks.cli.preparse import FirstPass, first_pass, split_plugin_values
 from trainhooks.cli.render import _is_rank_zero, _rank_label, format_profile, hook_reference_markdown, summary_line
 from trainhooks.errors import HookError, TrainhooksError
 from trainhooks.plugin_manager import PluginManager
@@ -94,49 +94,25 @@ def _log_to_stderr() -> logging.Handler:
 
 def _main(argv: list[str]) -> int:
     typed = first_pass(argv)  # what decides the plugins, and so the full parser's options
-    command, helping = typed.command, typed.asks_for_help
-    enable, disable = typed.enable, typed.disable
+    command = typed.command
     plugin_manager: PluginManager | None = None
     table: OptionTable | None = None
-    if command in RUN_COMMANDS and not helping and not typed.quiet and _is_rank_zero():
-        # At once, before torch, the plugins and the task load (seconds on a cold start).
-        from trainhooks import __version__
-
-        print(f"trainhooks {__version__} {command}: loading torch, plugins and the task...", flush=True)
+    resuming: tuple[Any, Any] = (None, None)  # (checkpoint path, its contents) a fit --resume continues
     if command in RUN_COMMANDS:
+        if not typed.asks_for_help and not typed.quiet and _is_rank_zero():
+            # At once, before torch, the plugins and the task load (seconds on a cold start).
+            from trainhooks import __version__
+
+            print(f"trainhooks {__version__} {command}: loading torch, plugins and the task...", flush=True)
+        plugin_manager, resuming = _load_run_plugins(typed, argv)
         from trainhooks.options import CORE_OPTIONS, collect_options
 
-        plugin_manager = PluginManager()
-        # --help always works: a plugin that cannot load is named (its options are missing),
-        # not raised; running the command still refuses it.
-        plugin_manager.load_plugins(enable=enable, disable=disable, strict=not helping)
-        if helping:
-            for rec in plugin_manager.records.values():
-                if rec.status == "error":
-                    print(f"trainhooks: note: {rec.reason} (its options are not listed below)", file=sys.stderr)
-        if command == "fit" and not helping:  # a resume loads the plugins its run had (unless -p says otherwise)
-            from trainhooks.cli import resume
-
-            resume_path, checkpoint = resume.find_checkpoint(typed.resume, typed.save_dir)
-            active = [r.name for r in plugin_manager.active() if r.source in ("builtin", "entrypoint", "module")]
-            swap = resume.recorded_plugins(checkpoint, argv, enable, disable, active)
-            if swap is not None:
-                plugin_manager = PluginManager()
-                plugin_manager.load_plugins(enable=[*enable, *swap[0]], disable=[*disable, *swap[1]])
         table = collect_options(plugin_manager, reserved=CORE_OPTIONS)
     parser = build_parser(table)
     args = parser.parse_args(argv)
-    if command == "fit" and args.command == "fit" and table is not None and args.resume is not None and not helping:
-        if args.resume == "auto" and args.save_dir is None:
-            args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
-        # The enabled plugins' options (an opt-in plugin's recorded defaults would be refused),
-        # with the --no-FLAG spelling of a bool setting, so that an explicit one overrides.
-        flags: dict[str, Sequence[str]] = {
-            dest: resume.option_spellings(spec.flags, spec.kwargs.get("action"))
-            for dest, spec in table.specs.items()
-            if spec.plugin in table.active_plugins
-        }
-        resume.apply_recorded(args, argv, checkpoint, resume_path, flags)
+    if command == "fit" and args.command == "fit" and table is not None and args.resume is not None:
+        if not typed.asks_for_help:
+            _apply_resume(args, argv, table, *resuming)
     if args.command is None:
         parser.print_help()
         return 0
@@ -144,6 +120,48 @@ def _main(argv: list[str]) -> int:
         return _run(args, plugin_manager, table)
     except SystemExit as exc:  # argparse is done: whatever exits now (a task, a plugin's setup) failed
         raise _exit_error(exc, args.command) from exc
+
+
+def _load_run_plugins(typed: FirstPass, argv: list[str]) -> tuple[PluginManager, tuple[Any, Any]]:
+    """The plugins of a run command, and for ``fit --resume`` the checkpoint it continues: a
+    resume loads the plugins its run had, unless ``-p`` says otherwise."""
+    enable, disable, helping = typed.enable, typed.disable, typed.asks_for_help
+    plugin_manager = PluginManager()
+    # --help always works: a plugin that cannot load is named (its options are missing), not
+    # raised; running the command still refuses it.
+    plugin_manager.load_plugins(enable=enable, disable=disable, strict=not helping)
+    if helping:
+        for rec in plugin_manager.records.values():
+            if rec.status == "error":
+                print(f"trainhooks: note: {rec.reason} (its options are not listed below)", file=sys.stderr)
+        return plugin_manager, (None, None)
+    if typed.command != "fit":
+        return plugin_manager, (None, None)
+    from trainhooks.cli import resume
+
+    resume_path, checkpoint = resume.find_checkpoint(typed.resume, typed.save_dir)
+    active = [r.name for r in plugin_manager.active() if r.source in ("builtin", "entrypoint", "module")]
+    swap = resume.recorded_plugins(checkpoint, argv, enable, disable, active)
+    if swap is not None:
+        plugin_manager = PluginManager()
+        plugin_manager.load_plugins(enable=[*enable, *swap[0]], disable=[*disable, *swap[1]])
+    return plugin_manager, (resume_path, checkpoint)
+
+
+def _apply_resume(args: Any, argv: list[str], table: OptionTable, resume_path: Any, checkpoint: Any) -> None:
+    """Fill what was not typed from the resumed run's record (trainhooks.cli.resume)."""
+    from trainhooks.cli import resume
+
+    if args.resume == "auto" and args.save_dir is None:
+        args.save_dir = resume.AUTO_SAVE_DIR  # the same directory on every restart
+    # The enabled plugins' options (an opt-in plugin's recorded defaults would be refused), with
+    # the --no-FLAG spelling of a bool setting, so that an explicit one overrides.
+    flags: dict[str, Sequence[str]] = {
+        dest: resume.option_spellings(spec.flags, spec.kwargs.get("action"))
+        for dest, spec in table.specs.items()
+        if spec.plugin in table.active_plugins
+    }
+    resume.apply_recorded(args, argv, checkpoint, resume_path, flags)
 
 
 def _exit_error(exc: SystemExit, command: str | None) -> TrainhooksError:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def _make_trainer(
     args: argparse.Namespace, plugin_manager: PluginManager, plugin_options: dict[str, Any], *, training: bool
 ) -> tuple[Trainer, Any]:
-    from trainhooks.rundir import increment_dir
+    """The task and a Trainer for it, from a run command's arguments; outside fit, with the
+    weights (``--weights``, or the latest run's) loaded."""
     from trainhooks.tasks import load_task
     from trainhooks.trainer import Trainer
 
@@ -26,14 +27,6 @@ def _make_trainer(
     if not training:
         resolve_weights(args)
     task = load_task(args.task, **params)
-    # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
-    run_dir = "train" if args.command == "fit" else args.command
-    resume = getattr(args, "resume", None)
-    if args.save_dir is None and training and resume is not None and Path(resume).parent.name == "weights":
-        # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
-        save_dir = Path(resume).parent.parent
-    else:
-        save_dir = args.save_dir or increment_dir(Path("runs") / run_dir)
     trainer = Trainer(
         task.model,
         loss_fn=task.loss_fn,
@@ -41,7 +34,7 @@ def _make_trainer(
         lr_scheduler=task.lr_scheduler,
         epochs=(args.epochs or 10) if training else 1,
         device=args.device,
-        save_dir=save_dir,
+        save_dir=_save_dir(args, training),
         seed=args.seed,
         name=getattr(args, "name", None),
         options=plugin_options,
@@ -60,19 +53,35 @@ def _make_trainer(
     if task.example_input is not None:
         trainer.example_input = task.example_input
     if not training:
-        from trainhooks.checkpointing import describe_mismatch, load_weights
-
-        state = load_weights(args.weights)
-        try:
-            trainer.unwrapped_model.load_state_dict(state)
-        except RuntimeError as exc:
-            from trainhooks.errors import CheckpointError
-
-            differences = describe_mismatch(trainer.unwrapped_model, state)  # torch's first line says none
-            raise CheckpointError(
-                f"checkpoint {args.weights} does not fit this model (the task's): {differences}"
-            ) from exc
+        _load_weights(trainer, args.weights)
     return trainer, task
+
+
+def _save_dir(args: argparse.Namespace, training: bool) -> Path:
+    """``--save-dir``; for a resume, the run it continues; else the next free ``runs/<command>``."""
+    from trainhooks.rundir import increment_dir
+
+    if args.save_dir is not None:
+        return Path(args.save_dir)
+    resume = getattr(args, "resume", None)
+    if training and resume is not None and Path(resume).parent.name == "weights":
+        # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
+        return Path(resume).parent.parent
+    # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
+    return increment_dir(Path("runs") / ("train" if args.command == "fit" else args.command))
+
+
+def _load_weights(trainer: Trainer, path: Path) -> None:
+    """Load ``path`` into the trainer's model; a mismatch names its first differences."""
+    from trainhooks.checkpointing import describe_mismatch, load_weights
+    from trainhooks.errors import CheckpointError
+
+    state = load_weights(path)
+    try:
+        trainer.unwrapped_model.load_state_dict(state)
+    except RuntimeError as exc:
+        differences = describe_mismatch(trainer.unwrapped_model, state)  # torch's first line says none
+        raise CheckpointError(f"checkpoint {path} does not fit this model (the task's): {differences}") from exc
 
 
 def resolve_weights(args: argparse.Namespace, runs: Path = Path("runs")) -> None:
