@@ -516,9 +516,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(
-            f"checkpoint {path} is a directory; pass a checkpoint file, such as {path / 'weights' / 'last.pt'}"
-        )
+        from trainhooks.manifest import read_manifest
+
+        run = read_manifest(path)
+        chosen = run.weights(("last.pt", "emergency.pt")) if run is not None else None
+        example = f"{chosen[1]} (this run's {chosen[0]})" if chosen else path / "weights" / "last.pt"
+        raise CheckpointError(f"checkpoint {path} is a directory; pass a checkpoint file, such as {example}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     with path.open("rb") as fh:

@@ -246,7 +246,8 @@ def test_one_set_of_files_written_by_rank_zero_only(stopped_run: Run) -> None:
     files = sorted(str(p.relative_to(runs / "train")) for p in (runs / "train").rglob("*") if p.is_file())
     weights = ["weights/best.pt", "weights/epoch1.pt", "weights/epoch2.pt", "weights/last.pt"]
     # previous.pt: the last.pt before the final one, kept for auto-resume (issue 14); no on_model_save
-    assert files == ["metrics.csv", "results.png", *weights, "weights/previous.pt"]
+    # run.json: the run manifest, rank 0's alone like the rest
+    assert files == ["metrics.csv", "results.png", "run.json", *weights, "weights/previous.pt"]
     events = stopped_run.events
     assert {e["path"] for e in of(events[0], "saved")} == {f"runs/train/{w}" for w in weights}
     assert of(events[1], "saved") == [], "rank 1 must not write checkpoints"

@@ -190,6 +190,21 @@ def test_weights_given_a_run_directory_names_the_checkpoint_its_manifest_lists(w
     assert f"such as {run_dir / 'weights' / 'best.pt'} (this run's best.pt)" in str(caught.value)
 
 
+class LastElsewhere(trainhooks.Callback):
+    def on_fit_epoch_end(self, trainer: Trainer) -> None:
+        trainer.log_artifact("last.pt", trainer.save_checkpoint(trainer.save_dir / "state" / "latest.ckpt"))
+
+
+def test_resume_given_a_run_directory_names_the_checkpoint_its_manifest_lists(workdir: Path) -> None:
+    from trainhooks.checkpointing import load_checkpoint
+
+    run_dir = workdir / "runs" / "elsewhere"
+    python_fit(run_dir, LastElsewhere(), epochs=1)
+    with pytest.raises(CheckpointError, match="is a directory; pass a checkpoint file") as caught:
+        load_checkpoint(run_dir)
+    assert f"such as {run_dir / 'state' / 'latest.ckpt'} (this run's last.pt)" in str(caught.value)
+
+
 def test_the_dry_run_leaves_no_manifest(workdir: Path) -> None:
     cli_fit("--dry-run", "--save-dir", "runs/dry")
     assert not (workdir / "runs" / "dry").exists()
