@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -144,10 +146,14 @@ def test_cli_prints_the_stop_reason(tmp_path, monkeypatch, capsys) -> None:
     assert "stopper says epoch 2 is plenty" in out and "stopped early after 2 of 10 epochs" in out
 
 
-def test_stop_on_real_digits_with_tiny_data() -> None:
+def test_stop_on_real_digits_with_tiny_data(tmp_path: Path) -> None:
     train, val = tiny_digits(n_train=64, n_val=32)
     trainer = trainhooks.Trainer(
-        torch.nn.Linear(64, 10), loss_fn=torch.nn.CrossEntropyLoss(), epochs=3, default_plugins=False, save_dir="unused"
+        torch.nn.Linear(64, 10),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        epochs=3,
+        default_plugins=False,
+        save_dir=tmp_path / "run",
     )
     trainer.add_callback("should_stop", lambda t: "now")
     result = trainer.fit(train, val)
