@@ -609,6 +609,8 @@ class Trainer:
         self.stage = "fit"
         self._stop.reset()
         self._resume_position, self._first_step, self._updating = None, None, False
+        if isinstance(resume, str) and not resume.strip():  # Path("") is "."; refused before any file is written
+            raise ConfigError(f"resume expects a checkpoint file or 'auto', got {resume!r}")
         if isinstance(resume, str) and resume == "auto":
             resume = resume_module.auto_resume_path(self)
         if resume is None:  # a fresh run: counters start over (resume restores them)

@@ -115,6 +115,10 @@ def test_validate_predict_export_on_saved_weights(tmp_path, capsys) -> None:
         (["fit", "-p", "no:torchscrip"], "did you mean torchscript"),
         (["validate", "--weights", "missing.pt"], "weights file missing.pt does not exist"),
         (["export", "--weights", "W", "--format", "tflite"], "no plugin provides export format 'tflite'"),
+        # an empty path is "." (files written into the current directory): refused, not taken
+        (["fit", "--save-dir", ""], "argument --save-dir: expected a path, got ''"),
+        (["validate", "--weights", " "], "argument --weights: expected a path, got ' '"),
+        (["fit", "--resume", ""], "--resume expects a checkpoint file or 'auto', got ''"),
     ],
 )
 def test_bad_cli_input_is_one_clear_error(tmp_path, capsys, monkeypatch, args, message) -> None:
@@ -128,6 +132,7 @@ def test_bad_cli_input_is_one_clear_error(tmp_path, capsys, monkeypatch, args, m
     _, err = capsys.readouterr()
     assert code == (1 if "missing.pt" in args else 2)
     assert message in err
+    assert [p.name for p in tmp_path.iterdir() if p.name != "W"] == [], "bad input must write nothing"
     assert "Traceback" not in err
 
 

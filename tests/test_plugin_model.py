@@ -255,6 +255,13 @@ def test_an_empty_save_dir_is_an_error(make_trainer) -> None:
         make_trainer(save_dir="")
 
 
+def test_an_empty_resume_is_an_error_before_anything_is_written(make_trainer, loaders, tmp_path) -> None:
+    trainer = make_trainer(save_dir=tmp_path / "run")
+    with pytest.raises(trainhooks.ConfigError, match="resume expects a checkpoint file or 'auto', got ''"):
+        trainer.fit(*loaders, resume="")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_third_party_plugin_declares_its_settings_once(make_trainer, loaders) -> None:
     class EveryN(trainhooks.Callback):
         every = trainhooks.Option(int, 2, "log every N steps", min=1, flag="everyn-every")

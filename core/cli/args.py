@@ -54,7 +54,7 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument(
         "--save-dir",
-        type=Path,
+        type=_path,
         default=None,
         help="output directory (default: runs/train for fit, like Trainer; runs/<command> otherwise; numbered)",
     )
@@ -73,7 +73,7 @@ def _add_task_flags(parser: argparse.ArgumentParser, *, training: bool) -> None:
     else:
         parser.add_argument(
             "--weights",
-            type=Path,
+            type=_path,
             default=None,
             help="checkpoint (best.pt/last.pt) or state_dict file "
             "(default: the best.pt of the latest run in runs/, from its run.json)",
@@ -219,6 +219,13 @@ def _non_negative_float(text: str) -> float:
     return _checked(text, float, lambda v: v >= 0, "a non-negative number of seconds")  # NaN is not >= 0
 
 
+def _path(text: str) -> Path:
+    """A path argument; an empty one is refused (``Path("")`` is ``.``: files in the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
+
+
 def _positive_int(text: str) -> int:
     return _checked(text, int, lambda v: v >= 1, "a positive integer")
 
@@ -307,7 +314,7 @@ def _add_run_commands(sub: Any, table: OptionTable | None) -> dict[str, argparse
     )
     exp.add_argument(
         "--output",
-        type=Path,
+        type=_path,
         default=None,
         help="output file (default: next to the weights, STEM.<format>; with --save-dir: <save-dir>/weights/model.<format>)",
     )
@@ -359,7 +366,7 @@ def _add_new_plugin_command(sub: Any) -> argparse.ArgumentParser:
     new.add_argument("--plugin-version", dest="plugin_version", default=None, help="first version (default: 0.1.0)")
     new.add_argument("--license", default=None, help="MIT (default), Apache-2.0 or BSD-3-Clause")
     new.add_argument(
-        "-o", "--output-dir", type=Path, default=Path("."), help="where to create the package directory (default: .)"
+        "-o", "--output-dir", type=_path, default=Path("."), help="where to create the package directory (default: .)"
     )
     asking = new.add_mutually_exclusive_group()
     asking.add_argument(

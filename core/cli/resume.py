@@ -65,11 +65,16 @@ def find_checkpoint(resume: str | None, save_dir: Path | None) -> tuple[Path | N
     """The checkpoint a resume continues (and its contents), or (None, None) for a fresh start.
 
     :raises CheckpointError: an explicit ``--resume FILE`` that is missing or damaged.
+    :raises ConfigError: an empty ``--resume``.
     """
     from trainhooks import checkpointing
 
-    if resume is None or resume == "":
+    if resume is None:
         return None, None
+    if not resume.strip():  # Path("") is ".": the current directory, never what was meant
+        from trainhooks.errors import ConfigError
+
+        raise ConfigError(f"--resume expects a checkpoint file or 'auto', got {resume!r}")
     if resume == "auto":
         weights = (save_dir or AUTO_SAVE_DIR) / "weights"
         choice = checkpointing.newest_good_checkpoint(weights)
