@@ -166,6 +166,25 @@ def runs_in(runs: str | os.PathLike[str]) -> list[RunManifest]:
     return sorted(found, key=lambda m: (m.updated, str(m.run_dir)), reverse=True)
 
 
+def run_dir_of(path: str | os.PathLike[str]) -> Path | None:
+    """The run directory that ``path`` (a checkpoint, a weights file) belongs to, or None.
+
+    The nearest directory above it whose ``run.json`` lists it as an artifact; for a file no
+    manifest lists (a run written before manifests, a rotated ``previous.pt``), the directory
+    above its ``weights/`` folder, the built-in checkpoint plugin's layout. A resume or an
+    export of that file then continues in, or writes into, the run it came from.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for parent in path.parents:
+        run = read_manifest(parent)
+        if run is not None and any(p.resolve() == target for p in run.artifacts.values()):
+            return parent
+    if path.parent.name == "weights":
+        return path.parent.parent
+    return None
+
+
 def _relative(path: Path, run_dir: Path) -> str:
     try:
         return Path(path).resolve().relative_to(run_dir.resolve()).as_posix()

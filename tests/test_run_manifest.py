@@ -247,3 +247,16 @@ def test_a_killed_run_still_names_its_files_and_validate_says_it_was_killed(work
     assert torch.equal(
         load_weights(run.artifacts["last.pt"])["0.weight"], load_weights(run.artifacts["best.pt"])["0.weight"]
     )
+
+
+def test_a_resume_of_a_checkpoint_written_elsewhere_continues_in_its_run(workdir: Path, capsys) -> None:
+    # The run a checkpoint belongs to is the one whose run.json lists it, wherever the file lies.
+    run_dir = workdir / "runs" / "elsewhere"
+    python_fit(run_dir, LastElsewhere(), epochs=1)
+    cli_fit("--resume", str(Path("runs") / "elsewhere" / "state" / "latest.ckpt"), "--epochs", "2")
+    assert sorted(p.name for p in (workdir / "runs").iterdir()) == ["elsewhere"], "no new runs/train"
+    run = read_manifest(run_dir)
+    assert run is not None and (run.status, run.epochs_completed) == ("finished", 2)
+    # export of it writes into that run too, next to the file
+    assert cli.main(["export", "--task", "mtask:make", "--weights", str(run_dir / "state" / "latest.ckpt")]) == 0
+    assert (run_dir / "state" / "latest.torchscript").is_file()

@@ -18,9 +18,10 @@ def _cmd_export(args: argparse.Namespace, plugin_manager: PluginManager, plugin_
 
         raise ExportFormatError(args.format, formats)
     resolve_weights(args)
-    if args.save_dir is None:  # export writes next to the weights, not into a new runs/exportN
-        weights_dir = Path(args.weights).parent
-        args.save_dir = weights_dir.parent if weights_dir.name == "weights" else weights_dir
+    if args.save_dir is None:  # export writes into the weights' run, not into a new runs/exportN
+        from trainhooks.manifest import run_dir_of
+
+        args.save_dir = run_dir_of(args.weights) or Path(args.weights).parent
         if args.output is None:
             args.output = Path(args.weights).with_name(f"{Path(args.weights).stem}.{args.format}")
     trainer, task = _make_trainer(args, plugin_manager, plugin_options, training=False)

@@ -113,9 +113,11 @@ def apply_recorded(
     flags override a recorded value. ``option_flags``: plugin option destination -> its flags."""
     # auto with nothing to resume stays "auto": fit(resume="auto") then starts fresh, and says so
     args.resume = str(path) if path is not None else args.resume
-    if path is not None and args.save_dir is None and path.parent.name == "weights":
+    if path is not None and args.save_dir is None:
+        from trainhooks.manifest import run_dir_of
+
         # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
-        args.save_dir = path.parent.parent
+        args.save_dir = run_dir_of(path)
     run = (checkpoint or {}).get("run") or {}
     if not run:
         return

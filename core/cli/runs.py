@@ -34,7 +34,7 @@ def _make_trainer(
         lr_scheduler=task.lr_scheduler,
         epochs=(args.epochs or 10) if training else 1,
         device=args.device,
-        save_dir=_save_dir(args, training),
+        save_dir=_save_dir(args),
         seed=args.seed,
         name=getattr(args, "name", None),
         options=plugin_options,
@@ -57,16 +57,13 @@ def _make_trainer(
     return trainer, task
 
 
-def _save_dir(args: argparse.Namespace, training: bool) -> Path:
-    """``--save-dir``; for a resume, the run it continues; else the next free ``runs/<command>``."""
+def _save_dir(args: argparse.Namespace) -> Path:
+    """``--save-dir`` (a resume has set it to the run it continues: cli.resume.apply_recorded);
+    else the next free ``runs/<command>``."""
     from trainhooks.rundir import increment_dir
 
     if args.save_dir is not None:
         return Path(args.save_dir)
-    resume = getattr(args, "resume", None)
-    if training and resume is not None and Path(resume).parent.name == "weights":
-        # --resume runs/train/weights/last.pt continues in runs/train: one metrics.csv, one run.
-        return Path(resume).parent.parent
     # fit writes where the Trainer API does (runs/train, runs/train2, ...), so the docs' paths hold.
     return increment_dir(Path("runs") / ("train" if args.command == "fit" else args.command))
 
