@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +110,9 @@ class HookDispatcher:
         self._hook_names = frozenset(plugin_manager.spec_names)
         self.profile: HookProfile | None = None
         self.builds = 0
+        # Bumped whenever the built callers are dropped: a loop that decided once which hooks it
+        # can skip (see :meth:`unimplemented`) decides again when this changes.
+        self.generation = 0
         plugin_manager.add_listener(self.invalidate)
 
     # ------------------------------------------------------------------ build machinery
@@ -117,11 +120,18 @@ class HookDispatcher:
         """Drop every built caller; the next call of each hook rebuilds it."""
         for name in [n for n in self.__dict__ if n in self._hook_names]:
             del self.__dict__[name]
+        self.generation += 1
 
     def implemented(self, name: str) -> bool:
         """Whether any plugin implements hook ``name`` here (on this rank): callers skip the
         work of preparing its arguments when none does."""
         return self._dispatch(name) not in (_noop, _collect_noop)
+
+    def unimplemented(self, names: Iterable[str]) -> bool:
+        """Whether calling each of ``names`` would do nothing at all: no implementation on this
+        rank, no pluggy tracing or wrappers. The training loop then skips those calls, until
+        :attr:`generation` changes."""
+        return all(self._dispatch(name) is _noop for name in names)
 
     def enable_profiling(self, profile: HookProfile | None = None) -> HookProfile:
         """Time every implementation from now on (``--profile-hooks``)."""

@@ -23,10 +23,14 @@ from trainhooks.batches import batch_size, loader_generator, safe_len, sample_co
 from trainhooks.controls import apply_limit
 from trainhooks.data import fast_batches, order_uses_torch_rng_only
 from trainhooks.errors import ConfigError, NothingUsableError
+from trainhooks.loopmap import TRAIN_BATCH
 from trainhooks.manifest import RunManifest
 
 if TYPE_CHECKING:
     from trainhooks.trainer import FitResult, Trainer
+
+STEP_HOOKS = TRAIN_BATCH[1:]
+"""The hooks a training step calls after its batch-start hook (which the batch preamble calls)."""
 
 
 def prepared(
@@ -263,7 +267,9 @@ class TrainEpoch:
         The optimizer update and the after-step checks are written out here, with locals, rather
         than called (:meth:`optimizer_update`, :meth:`after_step` do the same for accumulation):
         this loop runs every step, and on a small model the engine's own work per step is what
-        separates it from a hand-written loop.
+        separates it from a hand-written loop. For the same reason, when no plugin implements
+        any of the step's hooks (``quiet``), their calls are skipped: each costs about as much
+        as a plain Python call. ``quiet`` is decided again whenever the plugins change.
         """
         t = self.trainer
         hooks, position, run_step, backward = t.hooks, t._position, self.run_step, self.backward
@@ -273,22 +279,29 @@ class TrainEpoch:
         agree, watch = t.strategy.agree_stop, t._signals
         distributed = t.strategy.is_distributed
         log_every, val_every, max_steps = self.log_every, self.val_every, t.max_steps
+        generation, quiet = None, False
         for batch_idx, batch in batches:
             outputs = run_step(batch)
             loss = outputs["loss"]
-            hooks.on_before_backward(loss)
+            if hooks.generation != generation:  # the first step, or plugins came or went
+                generation, quiet = hooks.generation, hooks.unimplemented(STEP_HOOKS)
+            if not quiet:
+                hooks.on_before_backward(loss)
             backward(loss)
-            hooks.on_after_backward()
             outputs["loss"] = detached = loss.detach()
-            hooks.on_train_microbatch_end(batch, batch_idx, outputs)
+            if not quiet:
+                hooks.on_after_backward()
+                hooks.on_train_microbatch_end(batch, batch_idx, outputs)
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip)
-            hooks.on_before_optimizer_step(optimizer)
+            if not quiet:
+                hooks.on_before_optimizer_step(optimizer)
             t._updating = True
             optimizer_step()
-            hooks.optimizer_step(optimizer)
-            hooks.on_params_update()
-            hooks.on_before_zero_grad(optimizer)
+            if not quiet:
+                hooks.optimizer_step(optimizer)
+                hooks.on_params_update()
+                hooks.on_before_zero_grad(optimizer)
             optimizer.zero_grad(set_to_none=True)
             t.global_step = step_no = t.global_step + 1
             t._updating = False
@@ -297,12 +310,14 @@ class TrainEpoch:
             losses.append(detached)
             sizes.append(batch_size(batch))
             position.batches_done += 1
-            hooks.on_train_batch_end(batch, batch_idx, outputs)
+            if not quiet:
+                hooks.on_train_batch_end(batch, batch_idx, outputs)
             if log_every is not None and step_no % log_every == 0:
                 log_step(t, outputs)
             if val_every is not None and step_no % val_every == 0:
                 validate_mid_epoch(t, self.val_data)  # type: ignore[arg-type]
-            answer = hooks.should_stop()
+            # A plugin registered by the validation or on_log hooks above is asked at once.
+            answer = None if quiet and hooks.generation == generation else hooks.should_stop()
             interrupt = watch.received if watch is not None else None
             if distributed:  # every rank acts on the same answer (one process: its own, as is)
                 answer, interrupt = agree(answer, batch_idx, interrupt)

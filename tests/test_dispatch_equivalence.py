@@ -15,6 +15,7 @@ import torch
 
 import trainhooks
 from trainhooks.dispatch import HookProfile, _noop
+from trainhooks.loops import STEP_HOOKS
 
 BATCH = (torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64))
 
@@ -304,3 +305,27 @@ def test_a_facade_method_captured_early_does_not_rebuild_on_every_call(make_trai
     for _ in range(5):
         early()
     assert trainer.hooks.builds == builds + 1
+
+
+def test_a_plugin_registered_mid_epoch_while_the_step_hooks_were_skipped_is_called(make_trainer, loaders) -> None:
+    # No plugin implements a step hook, so the loop skips their calls; a plugin registered by a
+    # validation hook in the middle of the epoch is asked should_stop in that very step, and gets
+    # every step hook from the next step on.
+    from trainhooks.testing import HookRecorder
+
+    late = HookRecorder()
+
+    class Registrar:
+        @trainhooks.hookimpl
+        def on_val_end(self, trainer) -> None:
+            if trainer.global_step == 1 and not trainer.plugin_manager.is_registered(late):
+                trainer.plugin_manager.register(late, name="late")
+
+    trainer = make_trainer(plugins=[Registrar()], epochs=1, val_every_n_steps=1)
+    assert trainer.hooks.unimplemented(STEP_HOOKS)
+    trainer.fit(*loaders)
+    steps = len(loaders[0])
+    assert [c.global_step for c in late.of("should_stop")][:2] == [1, 2], "asked in the step it arrived in"
+    for hook in STEP_HOOKS[:-1]:
+        assert len(late.of(hook)) == steps - 1, hook
+    assert not trainer.hooks.unimplemented(STEP_HOOKS)
