@@ -7,8 +7,8 @@ and why it stopped. ``trainhooks validate``, ``predict`` and ``export`` find a r
 there instead of guessing paths: a checkpoint plugin that writes elsewhere, or under other
 names, is found all the same.
 
-The file is rewritten (atomically) at the start of a fit, each time an artifact is announced
-and at the end: a run killed with SIGKILL still leaves a manifest naming the files it had
+The file is rewritten (atomically) at the start of a fit, when an artifact is announced under a
+new name or at a new path, and at the end: a run killed with SIGKILL still leaves a manifest naming the files it had
 written, with the status ``running``. A resumed run keeps the artifacts of the run it continues
 (``best.pt`` from before the restart is still its best) where their files still exist.
 
@@ -80,8 +80,16 @@ class RunManifest:
         return manifest
 
     def record(self, name: str, path: Path) -> None:
-        """An artifact was announced: keep it and rewrite the file."""
-        self.artifacts[name] = Path(path)
+        """An artifact was announced: keep it, and rewrite the file if that changed what it says.
+
+        The checkpoint plugin announces ``last.pt`` (and often ``best.pt``) every epoch, at the
+        same path: the file already names it, and rewriting it would only cost every epoch a
+        write and a rename.
+        """
+        path = Path(path)
+        if self.artifacts.get(name) == path:
+            return
+        self.artifacts[name] = path
         self.write()
 
     def end(self, status: str, *, stop_reason: str | None, epochs_completed: int, global_step: int) -> None:

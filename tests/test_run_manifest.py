@@ -260,3 +260,17 @@ def test_a_resume_of_a_checkpoint_written_elsewhere_continues_in_its_run(workdir
     # export of it writes into that run too, next to the file
     assert cli.main(["export", "--task", "mtask:make", "--weights", str(run_dir / "state" / "latest.ckpt")]) == 0
     assert (run_dir / "state" / "latest.torchscript").is_file()
+
+
+def test_an_artifact_announced_again_at_the_same_path_does_not_rewrite_the_file(tmp_path: Path) -> None:
+    from trainhooks.manifest import RunManifest
+
+    run = RunManifest.start(tmp_path, resumed=False)
+    run.record("last.pt", tmp_path / "weights" / "last.pt")
+    written = run.path.stat().st_mtime_ns, run.updated
+    os.utime(run.path, ns=(1, 1))  # any rewrite would replace this mtime
+    run.record("last.pt", tmp_path / "weights" / "last.pt")
+    assert run.path.stat().st_mtime_ns == 1 and run.updated == written[1]
+    run.record("last.pt", tmp_path / "weights" / "other.pt")  # a new path is news
+    assert run.path.stat().st_mtime_ns != 1
+    assert read_manifest(tmp_path).artifacts["last.pt"] == tmp_path / "weights" / "other.pt"  # type: ignore[union-attr]
