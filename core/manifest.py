@@ -8,8 +8,8 @@ there instead of guessing paths: a checkpoint plugin that writes elsewhere, or u
 names, is found all the same.
 
 The file is rewritten (atomically) at the start of a fit, when an artifact is announced under a
-new name or at a new path, and at the end: a run killed with SIGKILL still leaves a manifest naming the files it had
-written, with the status ``running``. A resumed run keeps the artifacts of the run it continues
+new name or at a new path, and at the end: a run killed with SIGKILL still leaves a manifest
+naming the files it had written, with the status ``running``. A resumed run keeps the artifacts of the run it continues
 (``best.pt`` from before the restart is still its best) where their files still exist.
 
 Example ``run.json``::

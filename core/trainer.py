@@ -601,6 +601,8 @@ class Trainer:
         :raises HookError: a plugin failed (``on_exception`` has fired); the original exception
             is its ``__cause__``.
         """
+        if isinstance(resume, str) and not resume.strip():  # Path("") is "."; refused before anything changes
+            raise ConfigError(f"resume expects a checkpoint file or 'auto', got {resume!r}")
         if epochs is not None:
             self.epochs = _positive_int("epochs", epochs)
         self._check_data(train_data, "train_data")
@@ -609,8 +611,6 @@ class Trainer:
         self.stage = "fit"
         self._stop.reset()
         self._resume_position, self._first_step, self._updating = None, None, False
-        if isinstance(resume, str) and not resume.strip():  # Path("") is "."; refused before any file is written
-            raise ConfigError(f"resume expects a checkpoint file or 'auto', got {resume!r}")
         if isinstance(resume, str) and resume == "auto":
             resume = resume_module.auto_resume_path(self)
         if resume is None:  # a fresh run: counters start over (resume restores them)
