@@ -133,6 +133,14 @@ class HookDispatcher:
         :attr:`generation` changes."""
         return all(self._dispatch(name) is _noop for name in names)
 
+    def active(self, name: str) -> Callable[..., Any] | None:
+        """The built caller of hook ``name``, or None while calling it would do nothing (no
+        implementation on this rank, no tracing or wrappers). For a loop that calls a hook per
+        batch and skips the call while it is None; it must ask again when :attr:`generation`
+        changes, since the caller it holds is the one for the plugins of that moment."""
+        fn = self._dispatch(name)
+        return None if fn is _noop else fn
+
     def enable_profiling(self, profile: HookProfile | None = None) -> HookProfile:
         """Time every implementation from now on (``--profile-hooks``)."""
         self.profile = profile or HookProfile()

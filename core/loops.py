@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,11 +34,17 @@ STEP_HOOKS = TRAIN_BATCH[1:]
 
 
 def prepared(
-    trainer: Trainer, batches: Iterator[tuple[int, Any]], start_hook: Callable[[Any, int], None], *, training: bool
+    trainer: Trainer, batches: Iterator[tuple[int, Any]], start_hook: str, *, training: bool
 ) -> Iterator[tuple[int, Any]]:
-    """The batch preamble every loop shares: device, example input, the batch-start hook."""
-    device = trainer.device
+    """The batch preamble every loop shares: device, example input, the batch-start hook.
+
+    ``start_hook`` names the hook (``on_train_batch_start``, ...). Its caller is looked up again
+    whenever the plugins change, so a plugin registered mid-epoch gets it from the next batch
+    on; while no plugin implements it, the call is skipped.
+    """
+    device, hooks = trainer.device, trainer.hooks
     move = device.type != "cpu"
+    generation, start = None, None
     for batch_idx, batch in batches:
         if training:
             trainer.batch_idx = batch_idx
@@ -46,7 +52,10 @@ def prepared(
             batch = to_device(batch, device)
         if trainer.example_input is None:
             trainer._capture_example(batch)
-        start_hook(batch, batch_idx)
+        if hooks.generation != generation:  # the first batch, or plugins came or went
+            generation, start = hooks.generation, hooks.active(start_hook)
+        if start is not None:
+            start(batch, batch_idx)
         yield batch_idx, batch
 
 
@@ -259,7 +268,7 @@ class TrainEpoch:
             t._position.losses.extend(position["losses"].to(t.device).unbind())
             t._position.sizes.extend(int(n) for n in position["sizes"])
             t._position.step_boundary()
-        return prepared(t, batches, t.hooks.on_train_batch_start, training=True)
+        return prepared(t, batches, "on_train_batch_start", training=True)
 
     def step_each_batch(self, batches: Iterator[tuple[int, Any]]) -> None:
         """The hot loop: one optimizer step per batch, the hooks around it, the stop check.
@@ -474,7 +483,7 @@ def run_validation(trainer: Trainer, data: Iterable[Any]) -> dict[str, float]:
             source = fast_batches(data, t.fast_data)
             if t.limit_val_batches is not None:
                 source = itertools.islice(source, apply_limit("limit_val_batches", t.limit_val_batches, safe_len(data)))
-            batches = prepared(t, enumerate(source), hooks.on_val_batch_start, training=False)
+            batches = prepared(t, enumerate(source), "on_val_batch_start", training=False)
             for batch_idx, batch in batches:
                 n = batch_size(batch)
                 outputs, values = val_step(batch, n)
@@ -505,7 +514,7 @@ def run_prediction(trainer: Trainer, data: Iterable[Any]) -> list[Any]:
     hooks.on_predict_start()
     with torch.inference_mode():
         for batch_idx, batch in prepared(
-            t, enumerate(fast_batches(data, t.fast_data)), hooks.on_predict_batch_start, training=False
+            t, enumerate(fast_batches(data, t.fast_data)), "on_predict_batch_start", training=False
         ):
             out = predict(batch)
             hooks.on_predict_postprocess_end(batch, batch_idx, out)

@@ -329,3 +329,28 @@ def test_a_plugin_registered_mid_epoch_while_the_step_hooks_were_skipped_is_call
     for hook in STEP_HOOKS[:-1]:
         assert len(late.of(hook)) == steps - 1, hook
     assert not trainer.hooks.unimplemented(STEP_HOOKS)
+
+
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_a_plugin_registered_mid_epoch_gets_the_batch_start_hook_from_the_next_batch(
+    make_trainer, loaders, epoch
+) -> None:
+    # The batch preamble skips on_train_batch_start while nobody implements it, and looks its
+    # caller up again when plugins change: in the first epoch and in later ones alike.
+    from trainhooks.testing import HookRecorder
+
+    late = HookRecorder()
+
+    class Registrar:
+        @trainhooks.hookimpl
+        def on_val_end(self, trainer) -> None:
+            if trainer.epoch == epoch and trainer.batch_idx == 0 and not trainer.plugin_manager.is_registered(late):
+                trainer.plugin_manager.register(late, name="late")
+
+    trainer = make_trainer(plugins=[Registrar()], epochs=2, val_every_n_steps=1)
+    assert trainer.hooks.active("on_train_batch_start") is None
+    trainer.fit(*loaders)
+    steps = len(loaders[0])
+    started = [(c.epoch, c.kwargs["batch_idx"]) for c in late.of("on_train_batch_start")]
+    expected = [(e, b) for e in range(epoch, 2) for b in range(steps) if (e, b) > (epoch, 0)]
+    assert started == expected
