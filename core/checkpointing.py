@@ -16,8 +16,8 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
               "loader": tensor | None},
       "progress": None | {"batches_done": int,       # mid-epoch checkpoints: where to resume
                            "losses": tensor, "sizes": [int],   # the epoch's losses so far
-                           "rng_epoch_start": {... as "rng" ...},  # no "numpy" when
-                           # the data order draws only from torch (stock samplers)
+                           "rng_epoch_start": {... as "rng" ...},  # "python" None and no
+                           # "numpy" when the data order draws only from torch (stock samplers)
                            "batch_size": int | None},
       "plugins": {plugin_name: plugin.state_dict()},
       ... plus whatever on_save_checkpoint hooks add
@@ -86,38 +86,37 @@ class RawRngState:
 
     Every training epoch records the state it started with (a mid-epoch resume replays the
     epoch's data order from it), but only a mid-epoch checkpoint ever reads it: the raw states
-    cost a third of converting them, per epoch, for nothing most of the time. ``numpy=False``
-    leaves NumPy's global generator out (reading it alone takes about 25 us): for data whose
-    order draws only from torch (:func:`trainhooks.data.order_uses_torch_rng_only`).
+    cost a third of converting them, per epoch, for nothing most of the time.
+    ``host_generators=False`` leaves out Python's and NumPy's global generators (reading them
+    takes about 12 and 65 us), for data whose order draws only from torch
+    (:func:`trainhooks.data.order_uses_torch_rng_only`): the replay cannot depend on them.
     """
 
     __slots__ = ("cuda", "loader", "numpy", "python", "torch")
 
-    def __init__(self, loader_generator: torch.Generator | None = None, *, numpy: bool = True) -> None:
-        import random
-
-        self.python = random.getstate()
+    def __init__(self, loader_generator: torch.Generator | None = None, *, host_generators: bool = True) -> None:
         self.torch = torch.get_rng_state()
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
         self.loader = loader_generator.get_state() if loader_generator is not None else None
+        self.python: Any = None
         self.numpy: Any = None
-        if numpy:
+        if host_generators:
+            import random
+
             import numpy as np
 
+            self.python = random.getstate()
             self.numpy = np.random.get_state(legacy=True)
 
     def as_state(self) -> dict[str, Any]:
         """The checkpoint's form (tensors and plain numbers), as :func:`restore_rng` takes it."""
         import numpy as np
 
-        version, internal, gauss = self.python
-        state: dict[str, Any] = {
+        state: dict[str, Any] = {"python": None, "torch": self.torch, "cuda": self.cuda, "loader": self.loader}
+        if self.python is not None:
+            version, internal, gauss = self.python
             # via NumPy: half the time of torch.tensor(list of 625 ints)
-            "python": (version, torch.from_numpy(np.array(internal, dtype=np.int64)), gauss),
-            "torch": self.torch,
-            "cuda": self.cuda,
-            "loader": self.loader,
-        }
+            state["python"] = (version, torch.from_numpy(np.array(internal, dtype=np.int64)), gauss)
         if self.numpy is not None:
             name, keys, pos, has_gauss, cached = self.numpy
             state["numpy"] = {

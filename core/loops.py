@@ -219,8 +219,8 @@ class TrainEpoch:
         self.run_step = step.training_step(t)
         self.backward, self.optimizer_step = step.backward_and_step(t)
         self.source = fast_batches(data, t.fast_data)
-        # Only stock samplers: the data order cannot depend on NumPy's generator (see start()).
-        self.order_needs_numpy = not order_uses_torch_rng_only(data)
+        # Only stock samplers: the data order cannot depend on Python's or NumPy's generator (see start()).
+        self.order_needs_host_rng = not order_uses_torch_rng_only(data)
         self.val_every = t.val_every_n_steps if val_data is not None else None
         self.params: list[torch.Tensor] = []
         self.log_every: int | None = None
@@ -253,8 +253,8 @@ class TrainEpoch:
         if position is not None:  # resuming mid-epoch: the epoch's RNG as it was at its start
             resume.restore_random_state(t, position["rng_epoch_start"], generator)
         # The state the epoch starts with, for a mid-epoch resume to replay the data order.
-        # NumPy's is left out where the order cannot draw from it (it alone costs ~25 us).
-        rng_start = checkpointing.RawRngState(generator, numpy=self.order_needs_numpy)
+        # Python's and NumPy's are left out where the order cannot draw from them (~80 us together).
+        rng_start = checkpointing.RawRngState(generator, host_generators=self.order_needs_host_rng)
         t._position.start(rng_start, accumulating=t.accumulate_grad_batches > 1)
         t.model.train()
         t._log.start_epoch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import random
 import warnings
 from pathlib import Path
 
@@ -304,32 +305,45 @@ class NumpyShuffle(torch.utils.data.Sampler):
         return iter(np.random.permutation(self.n).tolist())
 
 
-def numpy_shuffled_loader() -> torch.utils.data.DataLoader:
+class PythonShuffle(NumpyShuffle):
+    """A custom sampler that shuffles with Python's global ``random``."""
+
+    def __iter__(self):
+        order = list(range(self.n))
+        random.shuffle(order)
+        return iter(order)
+
+
+def shuffled_loader(sampler: type[torch.utils.data.Sampler] = NumpyShuffle) -> torch.utils.data.DataLoader:
     train, _ = tiny_digits(n_train=160, n_val=64, batch_size=32, seed=1)
-    return torch.utils.data.DataLoader(train.dataset, batch_size=32, sampler=NumpyShuffle(len(train.dataset)))
+    return torch.utils.data.DataLoader(train.dataset, batch_size=32, sampler=sampler(len(train.dataset)))
 
 
-def test_the_epoch_start_state_holds_numpy_only_where_the_data_order_can_draw_from_it(tmp_path) -> None:
-    """Reading NumPy's generator costs ~25 us per epoch: it is kept for custom samplers only."""
+def test_the_epoch_start_state_holds_python_and_numpy_only_where_the_data_order_can_draw_from_them(tmp_path) -> None:
+    """Reading Python's and NumPy's generators costs ~25 us each per epoch: kept for custom samplers only."""
     from trainhooks.data import order_uses_torch_rng_only
 
     train, _ = tiny_digits()
     assert order_uses_torch_rng_only(train)
     assert not order_uses_torch_rng_only(list(train))
-    assert not order_uses_torch_rng_only(numpy_shuffled_loader())
+    assert not order_uses_torch_rng_only(shuffled_loader())
 
     run(tmp_path / "stock", crash_at=7)  # last.pt at step 6: mid-epoch (5 batches per epoch)
     stock = torch.load(tmp_path / "stock" / "weights" / "last.pt", weights_only=True)["progress"]
-    assert "numpy" not in stock["rng_epoch_start"] and stock["rng_epoch_start"]["loader"] is not None
+    assert "numpy" not in stock["rng_epoch_start"] and stock["rng_epoch_start"]["python"] is None
+    assert stock["rng_epoch_start"]["loader"] is not None
 
-    reference = run(tmp_path / "ref", train=numpy_shuffled_loader(), epochs=3)
-    run(tmp_path / "run", crash_at=7, train=numpy_shuffled_loader(), epochs=3)
-    last = tmp_path / "run" / "weights" / "last.pt"
-    progress = torch.load(last, weights_only=True)["progress"]
-    assert progress["batches_done"] == 1 and "numpy" in progress["rng_epoch_start"]
-    resumed = run(tmp_path / "run", resume=last, train=numpy_shuffled_loader(), epochs=3)
-    assert resumed.global_step == reference.global_step == 15
-    assert same_weights(resumed.model, reference.model)  # the same NumPy-shuffled order replayed
+    for sampler in (NumpyShuffle, PythonShuffle):
+        name = sampler.__name__
+        reference = run(tmp_path / f"ref-{name}", train=shuffled_loader(sampler), epochs=3)
+        run(tmp_path / name, crash_at=7, train=shuffled_loader(sampler), epochs=3)
+        last = tmp_path / name / "weights" / "last.pt"
+        progress = torch.load(last, weights_only=True)["progress"]
+        assert progress["batches_done"] == 1
+        assert "numpy" in progress["rng_epoch_start"] and progress["rng_epoch_start"]["python"] is not None
+        resumed = run(tmp_path / name, resume=last, train=shuffled_loader(sampler), epochs=3)
+        assert resumed.global_step == reference.global_step == 15
+        assert same_weights(resumed.model, reference.model), f"{name}: the shuffled order was not replayed"
 
 
 # --------------------------------------------------------------------------- bad checkpoints
