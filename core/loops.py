@@ -224,6 +224,8 @@ class TrainEpoch:
         self.val_every = t.val_every_n_steps if val_data is not None else None
         self.params: list[torch.Tensor] = []
         self.log_every: int | None = None
+        self.generation: int | None = None  # the plugins' generation quiet_now was decided for
+        self.quiet_now = False
 
     def run(self) -> None:
         """Train one epoch (``on_train_epoch_start`` to ``on_train_epoch_end``)."""
@@ -342,76 +344,104 @@ class TrainEpoch:
         position.completed = True
 
     def accumulate(self, batches: Iterator[tuple[int, Any]], n: int) -> None:
-        """One optimizer step per ``n`` micro-batches; gradients are the mean over the group."""
+        """One optimizer step per ``n`` micro-batches; gradients are the mean over the group.
+
+        As in :meth:`step_each_batch`, the step hooks' calls are skipped while no plugin
+        implements any of them (:meth:`quiet`), and so is the group's mean loss that only
+        they and per-step logging read.
+        """
         t = self.trainer
         hooks, position, run_step, backward = t.hooks, t._position, self.run_step, self.backward
         total = t.num_train_batches  # None: the last group's size is known only at the end
+        synced, no_sync = contextlib.nullcontext(), t.strategy.no_sync
         group: list[torch.Tensor] = []
+        outputs: dict[str, Any] = {}
         batch_idx, batch = -1, None
         for batch_idx, batch in batches:
+            quiet = self.quiet()
             start = batch_idx - len(group)
             size = n if total is None else min(n, total - start)
             last = len(group) + 1 >= size
-            with contextlib.nullcontext() if last else t.strategy.no_sync(t.model):
+            with synced if last else no_sync(t.model):
                 outputs = run_step(batch)
                 loss = outputs["loss"]
-                hooks.on_before_backward(loss)
+                if not quiet:
+                    hooks.on_before_backward(loss)
                 backward(loss / size)
-            hooks.on_after_backward()
+            if not quiet:
+                hooks.on_after_backward()
             outputs["loss"] = detached = loss.detach()
             group.append(detached)
             position.losses.append(detached)
             position.sizes.append(batch_size(batch))
             position.batches_done += 1
-            hooks.on_train_microbatch_end(batch, batch_idx, outputs)
+            if not quiet:
+                hooks.on_train_microbatch_end(batch, batch_idx, outputs)
             if not last:
                 continue
             self.optimizer_update()
-            # a new dict: the micro-batch hook's outputs keep that micro-batch's own loss
-            outputs = {**outputs, "loss": torch.stack(group).mean()}
-            group = []
-            if self.after_step(batch, batch_idx, outputs):
+            if self.after_step(batch, batch_idx, outputs, group):
                 return
+            group = []
         if group:  # an unsized iterable ended inside a group: step it, as the mean of what it had
             for p in (p for g in t.optimizer.param_groups for p in g["params"]):
                 if p.grad is not None:
                     p.grad.mul_(n / len(group))
             self.optimizer_update()
-            if self.after_step(batch, batch_idx, {"loss": torch.stack(group).mean()}):
+            if self.after_step(batch, batch_idx, {}, group):
                 return
         position.completed = True
+
+    def quiet(self) -> bool:
+        """Whether no plugin implements any step hook, so their calls can be skipped; decided
+        again whenever the plugins change (a plugin registered by a hook is called from then on)."""
+        hooks = self.trainer.hooks
+        if hooks.generation != self.generation:
+            self.generation, self.quiet_now = hooks.generation, hooks.unimplemented(STEP_HOOKS)
+        return self.quiet_now
 
     def optimizer_update(self) -> None:
         """Clip, step, zero the gradients, count the step; the optimizer hooks around it."""
         t = self.trainer
         hooks, optimizer = t.hooks, t.optimizer
+        quiet = self.quiet()
         clip = t.grad_clip_norm
         if clip:
             torch.nn.utils.clip_grad_norm_(self.params, clip)
-        hooks.on_before_optimizer_step(optimizer)
+        if not quiet:
+            hooks.on_before_optimizer_step(optimizer)
         t._updating = True
         self.optimizer_step()
-        hooks.optimizer_step(optimizer)
-        hooks.on_params_update()
-        hooks.on_before_zero_grad(optimizer)
+        if not quiet:
+            hooks.optimizer_step(optimizer)
+            hooks.on_params_update()
+            hooks.on_before_zero_grad(optimizer)
         optimizer.zero_grad(set_to_none=True)
         t.global_step += 1
         t._updating = False
         t._position.step_boundary()
 
-    def after_step(self, batch: Any, batch_idx: int, outputs: dict[str, Any]) -> bool:
-        """``on_train_batch_end``, per-step logging and validation, the stop checks; True: stop."""
+    def after_step(self, batch: Any, batch_idx: int, outputs: dict[str, Any], group: list[torch.Tensor]) -> bool:
+        """``on_train_batch_end``, per-step logging and validation, the stop checks; True: stop.
+
+        ``outputs`` are the last micro-batch's; the step's get the group's mean loss instead, in
+        a new dict (the micro-batch hook's outputs keep that micro-batch's own loss).
+        """
         t = self.trainer
-        t.hooks.on_train_batch_end(batch, batch_idx, outputs)
         step_no = t.global_step
-        if self.log_every is not None and step_no % self.log_every == 0:
-            log_step(t, outputs)
+        logs = self.log_every is not None and step_no % self.log_every == 0
+        if not self.quiet() or logs:
+            outputs = {**outputs, "loss": torch.stack(group).mean()}
+            if not self.quiet():
+                t.hooks.on_train_batch_end(batch, batch_idx, outputs)
+            if logs:
+                log_step(t, outputs)
         if self.val_every is not None and step_no % self.val_every == 0:
             validate_mid_epoch(t, self.val_data)  # type: ignore[arg-type]
         watch = t._signals
-        answer, interrupt = t.strategy.agree_stop(
-            t.hooks.should_stop(), batch_idx, watch.received if watch is not None else None
-        )
+        # quiet() looks again: the validation or on_log hooks above may have registered a plugin
+        answer = None if self.quiet() else t.hooks.should_stop()
+        answer, interrupt = t.strategy.agree_stop(answer, batch_idx, watch.received if watch is not None else None)
         stop = t._stop
         if answer is not None and stop.accept(t, answer, "batch"):
             return True

@@ -18,6 +18,7 @@ import torch
 import trainhooks
 from trainhooks import Trainer, checkpointing
 from trainhooks.errors import ConfigError
+from trainhooks.loops import STEP_HOOKS
 from trainhooks.plugins.checkpoint import ModelCheckpoint
 from trainhooks.plugins.early_stopping import EarlyStopping
 from trainhooks.plugins.lr_scheduler import LRScheduler
@@ -100,6 +101,58 @@ def test_accumulated_train_loss_is_the_mean_over_micro_batches(make_trainer) -> 
     logged = [c.kwargs["metrics"]["train/loss"] for c in recorder.of("on_log") if not c.kwargs["epoch_end"]]
     assert logged == pytest.approx(stepped, rel=1e-6)
     assert trainer.history[0]["train/loss"] == pytest.approx(sum(micro) / 4, rel=1e-6)
+
+
+def test_accumulation_without_step_hook_plugins_logs_and_trains_as_with_them(make_trainer, tmp_path) -> None:
+    # With no plugin on a step hook the accumulation loop skips their calls and the group mean
+    # only they read; per-step logging still gets the mean, and training is the same.
+    class OnLog:
+        def __init__(self) -> None:
+            self.logged: list[float] = []
+
+        @trainhooks.hookimpl
+        def on_log(self, metrics, step, epoch_end) -> None:
+            if not epoch_end:
+                self.logged.append(metrics["train/loss"])
+
+    runs = {}
+    for name, extra in (("quiet", []), ("recorded", [HookRecorder()])):
+        log = OnLog()
+        trainer = make_trainer(
+            model=(m := tiny_model()),
+            optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
+            plugins=[log, *extra],
+            accumulate_grad_batches=2,
+            epochs=2,
+            log_every_n_steps=1,
+            save_dir=tmp_path / name,
+        )
+        if name == "quiet":
+            assert trainer.hooks.unimplemented(STEP_HOOKS)
+        trainer.fit(*digits(n_train=160, shuffle=False))  # 5 batches: groups of 2, 2 and 1
+        runs[name] = (log.logged, trainer.history, weights(trainer))
+    (q_logged, q_history, q_weights), (r_logged, r_history, r_weights) = runs["quiet"], runs["recorded"]
+    assert len(q_logged) == 6 and q_logged == r_logged
+    assert q_history == r_history
+    assert all(torch.equal(q_weights[k], r_weights[k]) for k in q_weights)
+
+
+def test_a_plugin_registered_mid_epoch_under_accumulation_is_called_from_then_on(make_trainer) -> None:
+    late = HookRecorder()
+
+    class Registrar:
+        @trainhooks.hookimpl
+        def on_val_end(self, trainer) -> None:
+            if trainer.global_step == 1 and not trainer.plugin_manager.is_registered(late):
+                trainer.plugin_manager.register(late, name="late")
+
+    trainer = make_trainer(plugins=[Registrar()], accumulate_grad_batches=2, epochs=1, val_every_n_steps=1)
+    trainer.fit(*digits(n_train=160, shuffle=False))  # 5 micro-batches, steps after 2, 4 and 5
+    # asked in the step it arrived in, after each step, and at the epoch end
+    assert [c.global_step for c in late.of("should_stop")] == [1, 2, 3, 3]
+    assert [c.kwargs["batch_idx"] for c in late.of("on_train_microbatch_end")] == [2, 3, 4]
+    assert [c.kwargs["batch_idx"] for c in late.of("on_train_batch_end")] == [3, 4]
+    assert late.count("on_before_optimizer_step") == 2
 
 
 def test_two_micro_batches_of_b_step_like_one_batch_of_2b(make_trainer, tmp_path) -> None:
