@@ -358,13 +358,13 @@ class TrainEpoch:
         outputs: dict[str, Any] = {}
         batch_idx, batch = -1, None
         for batch_idx, batch in batches:
-            quiet = self.quiet()
             start = batch_idx - len(group)
             size = n if total is None else min(n, total - start)
             last = len(group) + 1 >= size
             with synced if last else no_sync(t.model):
                 outputs = run_step(batch)
                 loss = outputs["loss"]
+                quiet = self.quiet()
                 if not quiet:
                     hooks.on_before_backward(loss)
                 backward(loss / size)
