@@ -36,6 +36,24 @@ def loaders() -> tuple[Any, Any]:
 
 
 @pytest.fixture
+def late_registrar() -> Callable[[Any, Callable[[Trainer], bool]], Any]:
+    """``late_registrar(plugin, when)``: a plugin whose ``on_val_end`` registers ``plugin`` (as
+    "late") the first time ``when(trainer)`` holds, for tests of plugins that arrive mid-epoch."""
+    import trainhooks
+
+    def make(plugin: Any, when: Callable[[Trainer], bool]) -> Any:
+        class Registrar:
+            @trainhooks.hookimpl
+            def on_val_end(self, trainer: Trainer) -> None:
+                if when(trainer) and not trainer.plugin_manager.is_registered(plugin):
+                    trainer.plugin_manager.register(plugin, name="late")
+
+        return Registrar()
+
+    return make
+
+
+@pytest.fixture
 def make_trainer(tmp_path: Path) -> Callable[..., Trainer]:
     """A Trainer with no entry-point plugins unless asked for, writing under tmp_path."""
 

@@ -307,7 +307,9 @@ def test_a_facade_method_captured_early_does_not_rebuild_on_every_call(make_trai
     assert trainer.hooks.builds == builds + 1
 
 
-def test_a_plugin_registered_mid_epoch_while_the_step_hooks_were_skipped_is_called(make_trainer, loaders) -> None:
+def test_a_plugin_registered_mid_epoch_while_the_step_hooks_were_skipped_is_called(
+    make_trainer, loaders, late_registrar
+) -> None:
     # No plugin implements a step hook, so the loop skips their calls; a plugin registered by a
     # validation hook in the middle of the epoch is asked should_stop in that very step, and gets
     # every step hook from the next step on.
@@ -315,13 +317,8 @@ def test_a_plugin_registered_mid_epoch_while_the_step_hooks_were_skipped_is_call
 
     late = HookRecorder()
 
-    class Registrar:
-        @trainhooks.hookimpl
-        def on_val_end(self, trainer) -> None:
-            if trainer.global_step == 1 and not trainer.plugin_manager.is_registered(late):
-                trainer.plugin_manager.register(late, name="late")
-
-    trainer = make_trainer(plugins=[Registrar()], epochs=1, val_every_n_steps=1)
+    registrar = late_registrar(late, lambda t: t.global_step == 1)
+    trainer = make_trainer(plugins=[registrar], epochs=1, val_every_n_steps=1)
     assert trainer.hooks.unimplemented(STEP_HOOKS)
     trainer.fit(*loaders)
     steps = len(loaders[0])
@@ -333,7 +330,7 @@ def test_a_plugin_registered_mid_epoch_while_the_step_hooks_were_skipped_is_call
 
 @pytest.mark.parametrize("epoch", [0, 1])
 def test_a_plugin_registered_mid_epoch_gets_the_batch_start_hook_from_the_next_batch(
-    make_trainer, loaders, epoch
+    make_trainer, loaders, late_registrar, epoch
 ) -> None:
     # The batch preamble skips on_train_batch_start while nobody implements it, and looks its
     # caller up again when plugins change: in the first epoch and in later ones alike.
@@ -341,13 +338,8 @@ def test_a_plugin_registered_mid_epoch_gets_the_batch_start_hook_from_the_next_b
 
     late = HookRecorder()
 
-    class Registrar:
-        @trainhooks.hookimpl
-        def on_val_end(self, trainer) -> None:
-            if trainer.epoch == epoch and trainer.batch_idx == 0 and not trainer.plugin_manager.is_registered(late):
-                trainer.plugin_manager.register(late, name="late")
-
-    trainer = make_trainer(plugins=[Registrar()], epochs=2, val_every_n_steps=1)
+    registrar = late_registrar(late, lambda t: t.epoch == epoch and t.batch_idx == 0)
+    trainer = make_trainer(plugins=[registrar], epochs=2, val_every_n_steps=1)
     assert trainer.hooks.active("on_train_batch_start") is None
     trainer.fit(*loaders)
     steps = len(loaders[0])

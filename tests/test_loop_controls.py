@@ -137,16 +137,11 @@ def test_accumulation_without_step_hook_plugins_logs_and_trains_as_with_them(mak
     assert all(torch.equal(q_weights[k], r_weights[k]) for k in q_weights)
 
 
-def test_a_plugin_registered_mid_epoch_under_accumulation_is_called_from_then_on(make_trainer) -> None:
+def test_a_plugin_registered_mid_epoch_under_accumulation_is_called_from_then_on(make_trainer, late_registrar) -> None:
     late = HookRecorder()
 
-    class Registrar:
-        @trainhooks.hookimpl
-        def on_val_end(self, trainer) -> None:
-            if trainer.global_step == 1 and not trainer.plugin_manager.is_registered(late):
-                trainer.plugin_manager.register(late, name="late")
-
-    trainer = make_trainer(plugins=[Registrar()], accumulate_grad_batches=2, epochs=1, val_every_n_steps=1)
+    registrar = late_registrar(late, lambda t: t.global_step == 1)
+    trainer = make_trainer(plugins=[registrar], accumulate_grad_batches=2, epochs=1, val_every_n_steps=1)
     trainer.fit(*digits(n_train=160, shuffle=False))  # 5 micro-batches, steps after 2, 4 and 5
     # asked in the step it arrived in, after each step, and at the epoch end
     assert [c.global_step for c in late.of("should_stop")] == [1, 2, 3, 3]
