@@ -430,9 +430,10 @@ class TrainEpoch:
         t = self.trainer
         step_no = t.global_step
         logs = self.log_every is not None and step_no % self.log_every == 0
-        if not self.quiet() or logs:
+        quiet = self.quiet()
+        if not quiet or logs:
             outputs = {**outputs, "loss": torch.stack(group).mean()}
-            if not self.quiet():
+            if not quiet:
                 t.hooks.on_train_batch_end(batch, batch_idx, outputs)
             if logs:
                 log_step(t, outputs)
