@@ -290,12 +290,13 @@ class TrainEpoch:
         agree, watch = t.strategy.agree_stop, t._signals
         distributed = t.strategy.is_distributed
         log_every, val_every, max_steps = self.log_every, self.val_every, t.max_steps
-        generation, quiet = None, False
+        generation, quiet = self.generation, self.quiet_now  # as the last epoch left them
         for batch_idx, batch in batches:
             outputs = run_step(batch)
             loss = outputs["loss"]
-            if hooks.generation != generation:  # the first step, or plugins came or went
+            if hooks.generation != generation:  # the first step of the fit, or plugins came or went
                 generation, quiet = hooks.generation, hooks.unimplemented(STEP_HOOKS)
+                self.generation, self.quiet_now = generation, quiet
             if not quiet:
                 hooks.on_before_backward(loss)
             backward(loss)

@@ -44,6 +44,8 @@ def refuse(name: str, value: Any) -> ConfigError:
 
 def is_number(value: Any) -> bool:
     """``int``/``float``/NumPy scalars, not ``bool``."""
+    if type(value) is float:  # the usual case, without the ABC check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
