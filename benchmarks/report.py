@@ -72,15 +72,17 @@ WHY = [
     "is 0.01% of a one-minute epoch.",
     "- **No plugins on `tiny`.** The hook calls are not the cost: while no plugin implements a step "
     "hook the loop skips their calls (it checks again when plugins change). Counted with callgrind "
-    "(instructions, which do not depend on the machine's load), a fast-path step of the plain loop is "
-    "about 990,000 instructions and trainhooks adds about 30,000 (3%): keeping each step's detached "
-    "loss for the epoch's size-weighted `train/loss` about 17,000 (mostly in `malloc`: small tensors "
-    "kept alive for an epoch make later allocations slower; plus the epoch-end `torch.stack`), the "
-    "per-epoch work (`model.train()`, the epoch-start random state for exact resume, the epoch-end "
-    "reduction and hooks) about 10,000 per step, the step's own bookkeeping about 3,000. Reading each "
-    "loss as a float every step would be cheaper on the CPU, but it is a per-step conversion (a device "
-    "sync on an accelerator), which the engine does not do. The same fixed cost is under 1% of a "
-    "`small` step.",
+    "(instructions, which do not depend on the machine's load; a mean over Python hash seeds, which "
+    "move the trainhooks count by about 0.5%), a fast-path step of the plain loop is about 989,000 "
+    "instructions and trainhooks adds about 25,000 (2.5%): keeping each step's detached loss for the "
+    "epoch's size-weighted `train/loss` about 9,000 (the `detach`, and the allocations: the losses are "
+    "stacked eight at a time, because one small tensor kept alive per batch until the epoch ends made "
+    "every later allocation slower, which cost twice as much), the per-epoch work (`model.train()`, the "
+    "epoch-start random state for exact resume, the epoch-end reduction and hooks) about 3,500 per "
+    "step, and the rest the step's own Python (the step function, the shared batch preamble, the batch "
+    "size, the counters and the stop checks). Reading each loss as a float every step would be cheaper "
+    "on the CPU, but it is a per-step conversion (a device sync on an accelerator), which the engine "
+    "does not do. The same fixed cost is under 1% of a `small` step.",
     "- **`small`** uses 2 torch threads on a 2-core machine shared with other work: any other process "
     "stalls both threads, so its ratios move by several percent from run to run (see its A/A "
     "controls); read its trainhooks rows against the noise floor and the cross-check above.",
@@ -103,6 +105,30 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, stolen) CPU ticks since boot from ``/proc/stat``; None where there is none.
+
+    "Stolen" is time the hypervisor gave this virtual machine's CPUs to someone else: the load
+    average does not show it, yet it slows every loop of a round at random.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    return sum(ticks[:8]), ticks[7]  # user nice system idle iowait irq softirq steal (guest is in user)
+
+
+def stolen_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two :func:`cpu_ticks` readings (0..1), or None."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return (end[1] - start[1]) / (end[0] - start[0])
 
 
 def environment() -> dict[str, str]:

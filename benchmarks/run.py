@@ -29,6 +29,8 @@ from benchmarks.workloads import WORKLOADS
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 ROUNDS = {"tiny": 60, "small": 40}
+STOLEN_LIMIT = 0.05
+"""A run that lost more of its CPU time than this to the hypervisor is marked as disturbed."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +74,8 @@ def _notes(all_results: dict[str, dict[str, Timing]], disturbed: bool, quick: bo
         notes.append("- **`--quick` smoke run: too few rounds for the numbers to mean anything.**")
     if disturbed:
         notes.append(
-            "- The machine was busy (load average above 1 per core before or after the run): "
+            "- The machine was busy (load average above 1 per core before or after the run, or more than "
+            f"{STOLEN_LIMIT:.0%} of the CPU time stolen by the hypervisor): "
             "absolute times are inflated and noisier; ratios within a round remain comparable."
         )
     tiny, small = all_results.get("tiny"), all_results.get("small")
@@ -122,6 +125,7 @@ def _notes(all_results: dict[str, dict[str, Timing]], disturbed: bool, quick: bo
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
+    ticks_at_start = report.cpu_ticks()
     say = print if not args.quick else (lambda *a, **k: None)
     env = report.environment()
     wanted = [k.strip() for k in args.loops.split(",")] if args.loops else [loop.key for loop in LOOPS]
@@ -164,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     start_load = float(env["load average at start"].split(",")[0])
     env["load average at end"] = f"{load:.2f}"
     env["wall time of the run"] = f"{time.time() - started:.0f} s"
+    stolen = report.stolen_share(ticks_at_start, report.cpu_ticks())
+    env["CPU time stolen by the hypervisor"] = "unknown" if stolen is None else f"{stolen:.1%}"
     cores = os.cpu_count() or 1
-    disturbed = max(load, start_load) > cores
+    disturbed = max(load, start_load) > cores or (stolen is not None and stolen > STOLEN_LIMIT)
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report.render(
         env,

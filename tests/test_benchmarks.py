@@ -22,6 +22,16 @@ def test_quick_run_prints_every_table_and_skips_missing_peers(capsys, tmp_path: 
     assert "| tiny | no plugins within 3% of the plain loop (DataLoader) | 1.03 |" in text
     assert "python " in text and "torch" in text and "--quick` smoke run" in text
     assert "each in a thread of one process" in text
+    assert "| CPU time stolen by the hypervisor |" in text
+
+
+def test_stolen_cpu_time_is_a_share_of_the_ticks_between_two_readings() -> None:
+    assert report.stolen_share((1000, 10), (2000, 60)) == pytest.approx(0.05)
+    assert report.stolen_share(None, (2000, 60)) is None
+    assert report.stolen_share((1000, 10), (1000, 10)) is None  # no time passed: no share
+    ticks = report.cpu_ticks()
+    if Path("/proc/stat").exists():
+        assert ticks is not None and 0 <= ticks[1] <= ticks[0]
 
 
 def test_a_missing_framework_is_reported_as_skipped() -> None:
