@@ -557,7 +557,7 @@ class DistributedRun:
         return call_through(t.model, t.unwrapped_model, method)
 
     # -------------------------------------------------------------- once per epoch
-    def end_train_epoch(self, losses: torch.Tensor | None, sizes: list[int]) -> None:
+    def end_train_epoch(self, losses: list[torch.Tensor], sizes: list[int]) -> None:
         """``train/loss`` as the mean over every rank's samples; buffers made equal for validation.
 
         DDP keeps parameters identical, but buffers (BatchNorm statistics) are only broadcast at
@@ -565,12 +565,10 @@ class DistributedRun:
         (the ones its checkpoint saves) are broadcast so all ranks validate the same model.
         """
         total = 0.0
-        if losses is not None:
-            weights = torch.tensor(sizes, dtype=torch.float32, device=losses.device)
-            total = float((losses.float() * weights).sum().item())
-        parts = self.gather(
-            ({"loss": total} if losses is not None else {}, int(sum(sizes))), "the training loss reduction"
-        )
+        if losses:
+            weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+            total = float((torch.stack(losses).float() * weights).sum().item())
+        parts = self.gather(({"loss": total} if losses else {}, int(sum(sizes))), "the training loss reduction")
         means = weighted_means(parts)
         if "loss" in means:
             self.trainer.metrics["train/loss"] = means["loss"]

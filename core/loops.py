@@ -25,7 +25,6 @@ from trainhooks.data import fast_batches, order_uses_torch_rng_only
 from trainhooks.errors import ConfigError, NothingUsableError
 from trainhooks.loopmap import TRAIN_BATCH
 from trainhooks.manifest import RunManifest
-from trainhooks.resume import LOSS_CHUNK
 
 if TYPE_CHECKING:
     from trainhooks.trainer import FitResult, Trainer
@@ -268,7 +267,8 @@ class TrainEpoch:
         batches = enumerate(source)
         if position is not None:
             resume.skip_batches(t, batches, position, generator)
-            t._position.restore_losses(position["losses"].to(t.device), [int(n) for n in position["sizes"]])
+            t._position.losses.extend(position["losses"].to(t.device).unbind())
+            t._position.sizes.extend(int(n) for n in position["sizes"])
             t._position.step_boundary()
         return prepared(t, batches, "on_train_batch_start", training=True)
 
@@ -285,7 +285,7 @@ class TrainEpoch:
         t = self.trainer
         hooks, position, run_step, backward = t.hooks, t._position, self.run_step, self.backward
         optimizer, optimizer_step, stop = t.optimizer, self.optimizer_step, t._stop
-        losses, loss_chunks, sizes = position.losses, position.loss_chunks, position.sizes
+        losses, sizes = position.losses, position.sizes
         clip, params = t.grad_clip_norm, self.params
         agree, watch = t.strategy.agree_stop, t._signals
         distributed = t.strategy.is_distributed
@@ -320,9 +320,6 @@ class TrainEpoch:
             # The batch counts as done once its step is: a checkpoint taken before (an emergency
             # one, after a failure in the hooks above) resumes with this batch again.
             losses.append(detached)
-            if len(losses) == LOSS_CHUNK:  # EpochPosition.fold_losses(), inline
-                loss_chunks.append(torch.stack(losses))
-                losses.clear()
             sizes.append(batch_size(batch))
             position.batches_done += 1
             if not quiet:
@@ -376,7 +373,8 @@ class TrainEpoch:
                 hooks.on_after_backward()
             outputs["loss"] = detached = loss.detach()
             group.append(detached)
-            position.add_loss(detached, batch_size(batch))
+            position.losses.append(detached)
+            position.sizes.append(batch_size(batch))
             position.batches_done += 1
             if not quiet:
                 hooks.on_train_microbatch_end(batch, batch_idx, outputs)
@@ -471,7 +469,7 @@ class TrainEpoch:
             # so remember the random state where training will pick up again.
             position.rng_at_cut = checkpointing.capture_rng(loader_generator(self.data))
         t._log.in_batch_loop = False
-        t.strategy.finish_train_epoch(t, position.epoch_losses(), position.sizes)
+        t.strategy.finish_train_epoch(t, position.losses, position.sizes)
         t.metrics["lr"] = float(t.optimizer.param_groups[0]["lr"])
         t._log.flush()
         t.hooks.on_train_epoch_end()

@@ -30,10 +30,6 @@ log = logging.getLogger("trainhooks")
 
 
 # ---------------------------------------------------------------------- position in an epoch
-LOSS_CHUNK = 8
-"""Per-batch losses are stacked this many at a time (see :attr:`EpochPosition.loss_chunks`)."""
-
-
 @dataclass
 class EpochPosition:
     """Where training is inside the current epoch (reset at each epoch start)."""
@@ -44,14 +40,7 @@ class EpochPosition:
     skipped: int = 0
     """Batches a mid-epoch resume skipped (trained on before the checkpoint)."""
     losses: list[torch.Tensor] = field(default_factory=list)
-    """The latest per-batch losses (0-d tensors, fewer than :data:`LOSS_CHUNK`); the earlier
-    ones are in :attr:`loss_chunks`. All of them: :meth:`epoch_losses`."""
-    loss_chunks: list[torch.Tensor] = field(default_factory=list)
-    """The epoch's earlier per-batch losses, stacked :data:`LOSS_CHUNK` at a time (1-d tensors).
-    Keeping one small tensor alive per batch until the epoch ends makes every later allocation
-    of the epoch slower (about 1% of a small model's step); a few stacked ones do not."""
     sizes: list[int] = field(default_factory=list)
-    """The samples in each batch whose loss is recorded (one per loss, in the same order)."""
     rng_start: checkpointing.RawRngState | None = None
     """The random state the epoch started with (a resumed epoch replays its data order from it);
     converted to the checkpoint's form only when a mid-epoch checkpoint is written."""
@@ -65,53 +54,27 @@ class EpochPosition:
     def start(self, rng_start: checkpointing.RawRngState, *, accumulating: bool) -> None:
         self.completed = False
         self.batches_done = self.skipped = 0
-        self.losses, self.loss_chunks, self.sizes = [], [], []
+        self.losses, self.sizes = [], []
         self.rng_start, self.rng_at_cut = rng_start, None
         self.at_step = (0, 0) if accumulating else None
-
-    def add_loss(self, loss: torch.Tensor, size: int) -> None:
-        """Record a batch's (detached) loss and sample count; the hot loop does the same inline."""
-        self.losses.append(loss)
-        self.sizes.append(size)
-        if len(self.losses) == LOSS_CHUNK:
-            self.fold_losses()
-
-    def fold_losses(self) -> None:
-        """Stack the latest losses into one chunk (in place: the hot loop holds the list)."""
-        self.loss_chunks.append(torch.stack(self.losses))
-        self.losses.clear()
-
-    def restore_losses(self, losses: torch.Tensor, sizes: list[int]) -> None:
-        """The losses and sizes a mid-epoch checkpoint recorded, as the epoch's first ones."""
-        if losses.numel():
-            self.loss_chunks.append(losses.reshape(-1))
-        self.sizes.extend(sizes)
-
-    def epoch_losses(self, count: int | None = None) -> torch.Tensor | None:
-        """The epoch's per-batch losses so far (the first ``count``) as one 1-d tensor; None if none."""
-        parts = [*self.loss_chunks, torch.stack(self.losses)] if self.losses else self.loss_chunks
-        if not parts:
-            return None
-        losses = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return losses if count is None else losses[:count]
 
     def step_boundary(self) -> None:
         """An optimizer step happened: everything trained so far is in the weights."""
         if self.at_step is not None:  # accumulating; otherwise every batch is a boundary
-            self.at_step = (self.batches_done, len(self.sizes))
+            self.at_step = (self.batches_done, len(self.losses))
 
     def record(self, batch_size: int | None) -> dict[str, Any]:
         """The checkpoint's ``progress`` entry for a mid-epoch checkpoint."""
-        done, recorded = self.at_step if self.at_step is not None else (self.batches_done, len(self.sizes))
+        done, recorded = self.at_step if self.at_step is not None else (self.batches_done, len(self.losses))
         if done == self.batches_done:  # at a step boundary (always, without accumulation)
-            losses, sizes = self.epoch_losses(), self.sizes
+            losses, sizes = self.losses, self.sizes
         else:
-            losses, sizes = self.epoch_losses(recorded), self.sizes[:recorded]
+            losses, sizes = self.losses[:recorded], self.sizes[:recorded]
         return {
             "batches_done": done + self.skipped,
             # The epoch's per-batch losses so far: the resumed epoch's train/loss is then
             # computed from exactly the same numbers as without the interruption.
-            "losses": losses.detach().cpu() if losses is not None else torch.zeros(0),
+            "losses": torch.stack(losses).detach().cpu() if losses else torch.zeros(0),
             "sizes": list(sizes),
             "rng_epoch_start": self.rng_start.as_state() if self.rng_start is not None else None,
             "batch_size": batch_size,

@@ -30,15 +30,15 @@ if TYPE_CHECKING:
     from trainhooks.trainer import Trainer
 
 
-def local_train_loss(losses: torch.Tensor | None, sizes: list[int]) -> float | None:
-    """The size-weighted mean of an epoch's per-batch losses (a 1-d tensor; one device sync), or None."""
-    if losses is None:
+def local_train_loss(losses: list[torch.Tensor], sizes: list[int]) -> float | None:
+    """The size-weighted mean of an epoch's per-batch losses (one device sync), or None."""
+    if not losses:
         return None
-    if losses.device.type == "cpu":  # one conversion, then plain floats: a third of the tensor ops' time
-        total = sum(value * n for value, n in zip(losses.tolist(), sizes))
+    if losses[0].device.type == "cpu":  # one conversion, then plain floats: a third of the tensor ops' time
+        total = sum(value * n for value, n in zip(torch.stack(losses).tolist(), sizes))
         return float(total / sum(sizes))
-    weights = torch.tensor(sizes, dtype=torch.float32, device=losses.device)
-    return float(((losses.float() * weights).sum() / weights.sum()).item())
+    weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+    return float(((torch.stack(losses).float() * weights).sum() / weights.sum()).item())
 
 
 class SingleProcess:
@@ -66,8 +66,8 @@ class SingleProcess:
         """Context for a micro-batch that does not step the optimizer (accumulation)."""
         return contextlib.nullcontext()
 
-    def finish_train_epoch(self, trainer: Trainer, losses: torch.Tensor | None, sizes: list[int]) -> None:
-        """Put the epoch's ``train/loss`` (from its per-batch ``losses``, None if none) into the metrics."""
+    def finish_train_epoch(self, trainer: Trainer, losses: list[torch.Tensor], sizes: list[int]) -> None:
+        """Put the epoch's ``train/loss`` into the metrics."""
         loss = local_train_loss(losses, sizes)
         if loss is not None:
             trainer.metrics["train/loss"] = loss
@@ -132,7 +132,7 @@ class DataParallel(SingleProcess):
         sync_off = getattr(model, "no_sync", None)
         return sync_off() if callable(sync_off) else contextlib.nullcontext()
 
-    def finish_train_epoch(self, trainer: Trainer, losses: torch.Tensor | None, sizes: list[int]) -> None:
+    def finish_train_epoch(self, trainer: Trainer, losses: list[torch.Tensor], sizes: list[int]) -> None:
         super().finish_train_epoch(trainer, losses, sizes)
         self.dist.end_train_epoch(losses, sizes)  # the mean over every rank's samples
 
