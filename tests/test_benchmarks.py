@@ -75,3 +75,23 @@ def test_targets_are_evaluated_from_per_round_ratios() -> None:
     whole, steps, best, verdict = rows["th-bare-dlplain-dl"]
     assert whole == pytest.approx(1.02) and steps == pytest.approx(1.01) and verdict == "met"
     assert best == pytest.approx(1.02)
+
+
+def test_pieces_times_every_variant_in_the_same_rounds(capsys) -> None:
+    from benchmarks import pieces
+
+    assert pieces.main(["--rounds", "2", "--data", "dataloader"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tiny, dataloader data, 2 rounds, 57 steps per epoch")
+    rows = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows == {"variant", "trainhooks", *pieces.VARIANTS}
+    times = pieces.measure(rounds=2)  # fast data: every variant got one epoch per round after the warm-up
+    assert {len(v) for v in times.values()} == {2} and all(t > 0 for v in times.values() for t in v)
+
+
+def test_pieces_refuses_a_round_count_below_one(capsys) -> None:
+    from benchmarks import pieces
+
+    with pytest.raises(SystemExit):
+        pieces.main(["--rounds", "0"])
+    assert "--rounds must be at least 1, got 0" in capsys.readouterr().err
