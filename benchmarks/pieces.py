@@ -43,29 +43,12 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 import torch
 from torch import nn
 
+from benchmarks.loops import make_trainer
 from benchmarks.workloads import WORKLOADS, Workload
 
 PIECES = ("preamble", "step", "keep", "size", "item")
 VARIANTS = ("plain", *PIECES, "all")
 ALL = frozenset({"preamble", "step", "keep", "size"})
-
-
-def _trainer(wl: Workload, model: nn.Module, fast: bool, plugins: list[Any], epochs: int = 1) -> Any:
-    from trainhooks import Trainer
-
-    return Trainer(
-        model,
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=wl.make_optimizer(model),
-        epochs=epochs,
-        plugins=plugins,
-        default_plugins=False,
-        autoload=False,
-        verbose=False,
-        save_dir=tempfile.mkdtemp(prefix="trainhooks-pieces-"),
-        fast_data=fast,
-        device="cpu",
-    )
 
 
 def _data(wl: Workload, fast: bool) -> Iterable[Any]:
@@ -75,16 +58,15 @@ def _data(wl: Workload, fast: bool) -> Iterable[Any]:
     return fast_batches(loader) if fast else loader
 
 
-def variant_epoch(wl: Workload, pieces: frozenset[str], fast: bool) -> Callable[[], None]:
+def variant_epoch(wl: Workload, pieces: frozenset[str], fast: bool, save_dir: str) -> Callable[[], None]:
     """One epoch of the plain loop plus ``pieces``, as a function to call once per round."""
     from trainhooks.batches import batch_size
     from trainhooks.loops import prepared
     from trainhooks.step import training_step
     from trainhooks.strategy import local_train_loss
 
-    model = wl.model()
-    trainer = _trainer(wl, model, fast, [])  # the engine's pieces need one; it is never fitted
-    optimizer, loss_fn, data = trainer.optimizer, nn.CrossEntropyLoss(), _data(wl, fast)
+    trainer = make_trainer(wl, 1, "none", fast, [], save_dir)  # the engine's pieces need one; never fitted
+    model, optimizer, loss_fn, data = trainer.model, trainer.optimizer, nn.CrossEntropyLoss(), _data(wl, fast)
     step = training_step(trainer)
     keep, size, item = "keep" in pieces, "size" in pieces, "item" in pieces
     n, full = len(wl.loader().dataset), wl.batch_size  # type: ignore[arg-type]
@@ -127,7 +109,9 @@ class _EngineRounds:
     after it), so the fit advances one epoch per round like every other variant.
     """
 
-    def __init__(self, wl: Workload, fast: bool, rounds: int, others: dict[str, Callable[[], None]], seed: int):
+    def __init__(
+        self, wl: Workload, fast: bool, rounds: int, others: dict[str, Callable[[], None]], seed: int, save_dir: str
+    ) -> None:
         import trainhooks
 
         self.wl, self.fast, self.others, self.rng = wl, fast, others, random.Random(seed)
@@ -151,7 +135,7 @@ class _EngineRounds:
                 rounds_.times["trainhooks"].append(time.perf_counter() - rounds_.started)
                 rounds_.run(rounds_.after)
 
-        self.trainer = _trainer(wl, wl.model(), fast, [Stamp()], epochs=rounds + 1)  # +1: the warm-up
+        self.trainer = make_trainer(wl, rounds + 1, "none", fast, [Stamp()], save_dir)  # +1: the warm-up
 
     def run(self, keys: list[str]) -> None:
         for key in keys:
@@ -169,8 +153,9 @@ def measure(workload: str = "tiny", data: str = "fast", rounds: int = 200, seed:
     wl = WORKLOADS[workload]
     wl.apply_threads()
     fast = data == "fast"
-    others = {v: variant_epoch(wl, ALL if v == "all" else frozenset({v} - {"plain"}), fast) for v in VARIANTS}
-    return _EngineRounds(wl, fast, rounds, others, seed).fit()
+    with tempfile.TemporaryDirectory(prefix="trainhooks-pieces-") as tmp:
+        others = {v: variant_epoch(wl, ALL if v == "all" else frozenset({v} - {"plain"}), fast, tmp) for v in VARIANTS}
+        return _EngineRounds(wl, fast, rounds, others, seed, tmp).fit()
 
 
 def table(times: dict[str, list[float]], steps: int) -> str:
