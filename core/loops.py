@@ -479,8 +479,7 @@ def log_step(trainer: Trainer, outputs: dict[str, Any]) -> None:
     """``on_log`` for one step: its loss, lr and the values logged since (the only sync here)."""
     t = trainer
     values = {"train/loss": float(outputs["loss"].item()), "lr": float(t.optimizer.param_groups[0]["lr"])}
-    for name, value in t._log.pending_values().items():
-        values[name] = float(value.item())
+    values.update(t._log.take_logged())
     t.hooks.on_log(values, t.global_step, False)
 
 

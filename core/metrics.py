@@ -38,6 +38,9 @@ class MetricLog:
         self.history: list[dict[str, float]] = []
         self.in_batch_loop = False
         self._pending: dict[str, torch.Tensor] = {}
+        # Every value logged in the batch loop since the last per-step ``on_log`` (tensors as
+        # logged, numbers as floats), for that hook to send each value once (see :meth:`take_logged`).
+        self._since_step_log: dict[str, float | torch.Tensor] = {}
         self._loggers: dict[str, str | None] = {}  # metric name -> plugin that logged it (warnings)
         self._warned: set[str] = set()
         self._open_row: dict[str, float] | None = None
@@ -51,7 +54,7 @@ class MetricLog:
             if value.numel() != 1:
                 raise ConfigError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
             if self.in_batch_loop:
-                self._pending[name] = value.detach()
+                self._pending[name] = self._since_step_log[name] = value.detach()
                 if name not in self._loggers:  # once per name: who logs it, for warnings
                     self._loggers[name] = metric_values.logging_plugin(self._plugin_manager)
                 return
@@ -60,6 +63,8 @@ class MetricLog:
         metric_values.warn_non_finite(name, number, self._plugin_manager, self._warned, stacklevel=5)
         self._pending.pop(name, None)
         self.current[name] = number
+        if self.in_batch_loop:
+            self._since_step_log[name] = number
         if self._open_row is not None:  # logged during on_fit_epoch_end: joins the epoch's row
             self._open_row[name] = number
 
@@ -74,10 +79,17 @@ class MetricLog:
             metric_values.warn_non_finite(name, number, None, self._warned, plugin=self._loggers.get(name))
             self.current[name] = number
         self._pending.clear()
+        self._since_step_log.clear()
 
-    def pending_values(self) -> dict[str, torch.Tensor]:
-        """The tensors logged in the batch loop since the last flush (for per-step logging)."""
-        return self._pending
+    def take_logged(self) -> dict[str, float]:
+        """Every value logged in the batch loop since the last call, as floats; then forgets them.
+
+        For the per-step ``on_log``: each value reaches it once, numbers and tensors alike (the
+        tensors are converted here, only at the steps that log). The same tensors stay pending
+        for the epoch-end conversion of ``trainer.metrics``.
+        """
+        logged, self._since_step_log = self._since_step_log, {}
+        return {k: float(v.item()) if isinstance(v, torch.Tensor) else float(v) for k, v in logged.items()}
 
     # -------------------------------------------------------------- the epoch's row
     def start_epoch(self) -> None:
@@ -103,6 +115,7 @@ class MetricLog:
         self.history = []
         self._open_row = None
         self._pending.clear()
+        self._since_step_log.clear()
 
 
 __all__ = ["MetricLog"]

@@ -447,6 +447,33 @@ def test_on_log_fires_every_n_steps_with_floats_and_once_per_epoch_with_the_row(
     assert rows == trainer.history and "val/loss" in rows[0] and "train/loss" in rows[0]
 
 
+def test_per_step_on_log_sends_each_value_logged_since_the_last_call_once(make_trainer) -> None:
+    sent: list[tuple[int, dict[str, float]]] = []
+
+    class Logs(trainhooks.Callback):
+        def on_train_batch_end(self, trainer: Trainer) -> None:
+            if trainer.global_step == 1:  # logged once, a tensor and a number
+                trainer.log_metric("once_tensor", torch.tensor(7.0))
+                trainer.log_metric("once_float", 8.0)
+            trainer.log_metric("every_float", float(trainer.global_step))
+            trainer.log_metric("every_tensor", torch.tensor(float(10 * trainer.global_step)))
+
+        def on_log(self, trainer: Trainer, metrics: dict[str, float], step: int, epoch_end: bool) -> None:
+            if not epoch_end:
+                sent.append((step, dict(metrics)))
+
+    trainer = make_trainer(callbacks=[Logs()], log_every_n_steps=2, epochs=1)
+    trainer.fit(*digits(n_train=160))  # 5 steps
+    assert [step for step, _ in sent] == [2, 4]
+    first, second = (metrics for _, metrics in sent)
+    assert first["once_tensor"] == 7.0 and first["once_float"] == 8.0
+    assert "once_tensor" not in second and "once_float" not in second  # sent once, not at every later step
+    assert (first["every_float"], second["every_float"]) == (2.0, 4.0)
+    assert (first["every_tensor"], second["every_tensor"]) == (20.0, 40.0)
+    assert all(type(v) is float for _, metrics in sent for v in metrics.values())
+    assert trainer.history[0]["every_tensor"] == 50.0 and trainer.history[0]["once_float"] == 8.0
+
+
 def test_values_logged_in_on_fit_epoch_end_are_in_the_epoch_end_row(make_trainer) -> None:
     recorder = HookRecorder()
 
