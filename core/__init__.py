@@ -40,6 +40,7 @@ from trainhooks.errors import (
     TaskError,
     TrainhooksError,
     UnknownHookError,
+    UnknownKeywordError,
     UnknownPluginError,
 )
 from trainhooks.hookspecs.markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
@@ -109,6 +110,7 @@ __all__ = [
     "Trainer",
     "TrainhooksError",
     "UnknownHookError",
+    "UnknownKeywordError",
     "UnknownPluginError",
     "__version__",
     "digits_task",

@@ -44,6 +44,17 @@ class ConfigError(TrainhooksError, ValueError):
     exit_code = 2
 
 
+class UnknownKeywordError(ConfigError, TypeError):
+    """A keyword argument the function does not take; the message names the right one.
+
+    Also a ``TypeError``, which is what Python raises for it, so code that caught that still does.
+    """
+
+    def __init__(self, message: str, *, names: Sequence[str]) -> None:
+        super().__init__(message)
+        self.names = list(names)
+
+
 class PluginError(TrainhooksError):
     """Something is wrong with a plugin; ``plugin`` names it."""
 

@@ -53,6 +53,7 @@ from trainhooks.errors import (
     HookError,
     PluginError,
 )
+from trainhooks.keywords import checked_keywords
 from trainhooks.manifest import RunManifest
 from trainhooks.metrics import MetricLog
 from trainhooks.options import CORE_OPTIONS, apply_options, collect_options
@@ -245,6 +246,7 @@ class Trainer:
         ``plugin_host`` is its older name, kept working.
     """
 
+    @checked_keywords
     def __init__(
         self,
         model: nn.Module,
@@ -580,6 +582,7 @@ class Trainer:
         raise ConfigError(f"optimizer must be a torch.optim.Optimizer or a factory, got {type(optimizer).__name__}")
 
     # ------------------------------------------------------------------ fit
+    @checked_keywords
     def fit(
         self,
         train_data: Iterable[Any],
@@ -801,6 +804,7 @@ class Trainer:
         os._exit(signals.exit_code_for(name))
 
     # ------------------------------------------------------------------ validation
+    @checked_keywords
     def validate(self, data: Iterable[Any]) -> dict[str, float]:
         """Run the validation loop once and return its metrics (``val/loss``, ``val/acc``, ...)."""
         self._check_data(data, "data")
@@ -819,6 +823,7 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ prediction
+    @checked_keywords
     def predict(self, data: Iterable[Any]) -> Any:
         """Run the model over ``data``; returns the predictions, concatenated when they are tensors."""
         self._check_data(data, "data")
@@ -843,6 +848,7 @@ class Trainer:
         """Formats some plugin can export to (``torchscript``, ``onnx``, ...)."""
         return sorted({fmt for found in self.hooks.export_formats() for fmt in (found or ())})
 
+    @checked_keywords
     def export(
         self,
         format: str = "torchscript",

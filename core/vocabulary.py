@@ -102,6 +102,40 @@ PEER_ARGUMENTS: dict[str, str] = {
 """Argument names of the peers' callback signatures, and where the value is in trainhooks."""
 
 
+PEER_KEYWORDS: dict[str, tuple[str, str]] = {
+    # Trainer(...) settings
+    "max_epochs": ("epochs", "Lightning"),
+    "num_train_epochs": ("epochs", "HF"),
+    "check_val_every_n_epoch": ("val_every_n_epochs", "Lightning"),
+    "validation_freq": ("val_every_n_epochs", "Keras"),
+    "val_check_interval": ("val_every_n_steps", "Lightning"),
+    "eval_steps": ("val_every_n_steps", "HF"),
+    "gradient_accumulation_steps": ("accumulate_grad_batches", "HF"),
+    "gradient_clip_val": ("grad_clip_norm", "Lightning"),
+    "max_grad_norm": ("grad_clip_norm", "HF"),
+    "logging_steps": ("log_every_n_steps", "HF"),
+    "default_root_dir": ("save_dir", "Lightning"),
+    "output_dir": ("save_dir", "HF"),
+    "project": ("save_dir", "Ultralytics"),
+    "fast_dev_run": ("dry_run", "Lightning"),
+    "full_determinism": ("deterministic", "HF"),
+    "torch_compile": ("compile", "HF"),
+    "accelerator": ("device", "Lightning"),
+    "max_norm": ("grad_clip_norm", "torch.nn.utils.clip_grad_norm_"),
+    # fit(...) arguments
+    "ckpt_path": ("resume", "Lightning"),
+    "resume_from_checkpoint": ("resume", "HF"),
+    "train_dataloaders": ("train_data", "Lightning"),
+    "train_dataloader": ("train_data", "Lightning"),
+    "train_dataset": ("train_data", "HF"),
+    "val_dataloaders": ("val_data", "Lightning"),
+    "eval_dataset": ("val_data", "HF"),
+    "validation_data": ("val_data", "Keras"),
+}
+"""Keyword arguments of the peers' trainers and ``fit`` methods, with the trainhooks keyword
+that means the same (a misspelt or borrowed keyword is an error naming it)."""
+
+
 def peer_event(name: str) -> tuple[str, str] | None:
     """(trainhooks hook, frameworks) for a peer's event name, else None."""
     return PEER_EVENTS.get(name)
