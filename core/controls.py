@@ -18,6 +18,7 @@ something off) is one clear error naming the setting:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -26,26 +27,32 @@ from trainhooks.errors import ConfigError
 Limit = int | float | None
 
 
+def is_integer(value: Any) -> bool:
+    """An integer, Python's or NumPy's (``numbers.Integral``), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _count(name: str, value: Any, *, minimum: int = 1, optional: bool = True) -> int | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_integer(value) or value < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         hint = " (a count of steps or batches, not a fraction)" if isinstance(value, float) else ""
         raise ConfigError(f"{name} must be {kind}{' or None' if optional else ''}, got {value!r}{hint}")
-    return value
+    return int(value)
 
 
 def _limit(name: str, value: Any) -> Limit:
     """A batch limit: None (all), an int count >= 1, or a float fraction in (0, 1]."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_integer(value) and (isinstance(value, bool) or not isinstance(value, float)):
         raise ConfigError(f"{name} must be a batch count (int) or a fraction (float in (0, 1]), got {value!r}")
-    if isinstance(value, int):
+    if is_integer(value):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1 batch, got {value!r}")
-        return value
+        return int(value)
+    value = float(value)
     if not (0 < value <= 1) or math.isnan(value):
         raise ConfigError(
             f"{name} as a float is a fraction of the batches and must be in (0, 1], got {value!r}; "
@@ -101,12 +108,24 @@ class LoopControls:
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        _count("accumulate_grad_batches", self.accumulate_grad_batches, optional=False)
-        for name in ("max_steps", "min_epochs", "min_steps", "val_every_n_epochs", "val_every_n_steps"):
-            _count(name, getattr(self, name))
-        _count("log_every_n_steps", self.log_every_n_steps)
-        _limit("limit_train_batches", self.limit_train_batches)
-        _limit("limit_val_batches", self.limit_val_batches)
+        # Checked, and stored as Python numbers (a NumPy integer is accepted, kept as an int).
+        normal = object.__setattr__
+        normal(
+            self,
+            "accumulate_grad_batches",
+            _count("accumulate_grad_batches", self.accumulate_grad_batches, optional=False),
+        )
+        for name in (
+            "max_steps",
+            "min_epochs",
+            "min_steps",
+            "val_every_n_epochs",
+            "val_every_n_steps",
+            "log_every_n_steps",
+        ):
+            normal(self, name, _count(name, getattr(self, name)))
+        for name in ("limit_train_batches", "limit_val_batches"):
+            normal(self, name, _limit(name, getattr(self, name)))
         for name in ("dry_run", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")

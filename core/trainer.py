@@ -43,7 +43,7 @@ from trainhooks import amp, checkpointing, distributed, loops, rundir, signals, 
 from trainhooks import resume as resume_module
 from trainhooks.batches import model_inputs, safe_len
 from trainhooks.callbacks import FunctionCallback
-from trainhooks.controls import LoopControls, compile_arguments
+from trainhooks.controls import LoopControls, compile_arguments, is_integer
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import (
     CheckpointError,
@@ -131,9 +131,9 @@ def _seed_workers(loader: Any) -> None:
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def _check_arguments(
@@ -298,7 +298,7 @@ class Trainer:
         self.loss_fn = loss_fn
         self.optimizer: torch.optim.Optimizer = self._make_optimizer(optimizer)
         self.lr_scheduler = lr_scheduler
-        self.epochs = epochs
+        self.epochs = int(epochs)
         self.device = _resolve_device(device)
         self.save_dir = Path(save_dir) if save_dir is not None else rundir.increment_dir(Path("runs") / "train")
         self.name = name or self.save_dir.name

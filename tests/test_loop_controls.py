@@ -397,6 +397,23 @@ def test_min_steps_above_max_steps_and_min_epochs_above_epochs_are_refused(make_
         make_trainer(min_epochs=3, epochs=2)
 
 
+def test_numpy_integers_are_integers_and_are_kept_as_python_ints(make_trainer) -> None:
+    trainer = make_trainer(
+        epochs=np.int64(2), accumulate_grad_batches=np.int64(2), max_steps=np.int32(3), limit_val_batches=np.int64(1)
+    )
+    assert (trainer.epochs, trainer.accumulate_grad_batches, trainer.max_steps, trainer.limit_val_batches) == (
+        2,
+        2,
+        3,
+        1,
+    )
+    assert {type(v) for v in (trainer.epochs, trainer.accumulate_grad_batches, trainer.max_steps)} == {int}
+    trainer.fit(*digits(n_train=160))  # 5 batches, groups of 2: 3 steps, the max
+    assert trainer.global_step == 3
+    with pytest.raises(ConfigError, match=r"accumulate_grad_batches must be a positive integer, got np.float64\(2.0\)"):
+        make_trainer(accumulate_grad_batches=np.float64(2.0))
+
+
 class Unsized:
     """An iterable of batches without len()."""
 
