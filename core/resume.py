@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from trainhooks.trainer import Trainer
 
 log = logging.getLogger("trainhooks")
+resume_log = logging.getLogger("trainhooks.resume")
+"""Where a quiet run resumes from (``Resuming from FILE (epoch E, step S)``), at INFO."""
 
 
 # ---------------------------------------------------------------------- position in an epoch
@@ -304,12 +306,12 @@ def resume(trainer: Trainer, path: str | os.PathLike[str]) -> int:
     """Restore a checkpoint inside ``fit`` and apply :func:`plan_resume`; returns the epoch to start at."""
     trainer.checkpoint_writer.wait()  # a write in flight may be replacing that very file
     checkpoint = restore(trainer, path)
-    if trainer.is_global_zero:  # even when quiet: which file a run continues from is never noise
-        print(
-            f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, "
-            f"step {int(checkpoint.get('global_step', 0))})",
-            flush=True,
-        )
+    line = f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, step {int(checkpoint.get('global_step', 0))})"
+    if trainer.is_global_zero:
+        if trainer.verbose:
+            print(line, flush=True)
+        else:  # verbose=False prints nothing; `trainhooks fit --quiet` shows this logger's line
+            resume_log.info("%s", line)
     run = RunFacts(
         epochs=trainer.epochs,
         seed=trainer.seed,

@@ -83,6 +83,16 @@ def test_the_same_auto_call_after_a_crash_continues_the_run(tmp_path, reference,
     assert epochs_in_csv(tmp_path / "run") == ["1", "2", "3", "4"]
 
 
+def test_a_quiet_resume_prints_nothing_and_logs_where_it_resumed_from(tmp_path, reference, caplog, capsys) -> None:
+    run(tmp_path / "run", crash_at=11, resume="auto")
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="trainhooks"):
+        resumed = run(tmp_path / "run", resume="auto")  # verbose=False
+    assert capsys.readouterr().out == ""
+    assert f"Resuming from {tmp_path / 'run' / 'weights' / 'emergency.pt'} (epoch 3, step 11)" in caplog.text
+    assert same(resumed, reference)
+
+
 def test_a_corrupt_last_pt_falls_back_to_the_previous_good_one(tmp_path, reference, caplog, capsys) -> None:
     run(tmp_path / "run", crash_at=13, resume="auto")
     weights = tmp_path / "run" / "weights"

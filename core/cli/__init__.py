@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainhooks`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     handler = _log_to_stderr()
+    resume_note = _resume_to_stdout()
     watching = interrupts.watch()  # a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
     saved_filters = warnings.filters[:]
     if not _is_rank_zero():  # under torchrun: a warning every rank would print, printed by rank 0
@@ -76,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         interrupts.unwatch(watching)
         logging.getLogger("trainhooks").removeHandler(handler)
+        logging.getLogger("trainhooks.resume").removeHandler(resume_note)
+        logging.getLogger("trainhooks.resume").setLevel(logging.NOTSET)
         warnings.filters[:] = saved_filters  # type: ignore[index]
 
 
@@ -89,6 +92,18 @@ def _log_to_stderr() -> logging.Handler:
     handler.setLevel(logging.WARNING if _is_rank_zero() else logging.ERROR)
     handler.setFormatter(logging.Formatter("trainhooks: %(message)s"))
     logging.getLogger("trainhooks").addHandler(handler)
+    return handler
+
+
+def _resume_to_stdout() -> logging.Handler:
+    """``Resuming from FILE (epoch E, step S)`` on stdout, also under ``--quiet``: which file a
+    run continues from is never noise (the Trainer prints it itself when verbose)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    resume_logger = logging.getLogger("trainhooks.resume")
+    resume_logger.setLevel(logging.INFO)
+    resume_logger.addHandler(handler)
     return handler
 
 
