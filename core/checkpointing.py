@@ -11,6 +11,8 @@ A checkpoint is a plain dict that loads with ``torch.load(weights_only=True)``::
       "global_step": int, "metrics": {name: float}, "history": [{name: float}, ...],
       "stop_reason": str | None, "stopped_by": str | None,
       "stop_resumable": bool,   # stopped by a budget (the timer): --resume may continue it
+      "stop_deferred": None | {"value": str | True, "plugin": str},  # a stop asked for before
+                                # min_epochs/min_steps: the resumed run still stops at the minimum
       "world_size": int, "seed": int | None,
       "rng": {"python": (version, tensor, gauss), "numpy": {...}, "torch": tensor, "cuda": [tensor],
               "loader": tensor | None},
@@ -729,6 +731,14 @@ class _FieldCheck:
                 self.flag(field, ckpt[field])
         for field in ("stop_reason", "stopped_by"):
             self.text(field, ckpt.get(field))
+        deferred = ckpt.get("stop_deferred")
+        if deferred is not None:
+            expected = "None or a dict {'value': a str or True, 'plugin': a str}"
+            if not isinstance(deferred, dict):
+                raise self.bad("stop_deferred", expected, deferred)
+            value, plugin = deferred.get("value"), deferred.get("plugin")
+            if not (value is True or (isinstance(value, str) and value)) or not isinstance(plugin, str):
+                raise self.bad("stop_deferred", expected, deferred)
 
     def metric_fields(self, ckpt: dict[str, Any]) -> None:
         if "metrics" in ckpt:

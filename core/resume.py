@@ -240,6 +240,7 @@ def checkpoint_state(
         "stop_reason": trainer.stop_reason,
         "stopped_by": trainer.stopped_by,
         "stop_resumable": trainer._stop.resumable,
+        "stop_deferred": _deferred_record(trainer._stop.deferred),
         "rng": (
             position.rng_at_cut
             if position.rng_at_cut is not None and not epoch_completed and not in_loop
@@ -258,6 +259,14 @@ def checkpoint_state(
     if fire_hooks:
         trainer.hooks.on_save_checkpoint(checkpoint)
     return checkpoint
+
+
+def _deferred_record(deferred: tuple[object, str] | None) -> dict[str, Any] | None:
+    """The checkpoint's ``stop_deferred``: the deferred stop as plain data, or None."""
+    if deferred is None:
+        return None
+    value, plugin = deferred
+    return {"value": value if isinstance(value, str) else True, "plugin": plugin}
 
 
 def restore(trainer: Trainer, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -282,6 +291,10 @@ def restore(trainer: Trainer, path: str | os.PathLike[str]) -> dict[str, Any]:
     trainer.global_step = int(checkpoint.get("global_step", 0))
     trainer.metrics = dict(checkpoint.get("metrics", {}))
     trainer.history = [dict(h) for h in checkpoint.get("history", [])]
+    deferred = checkpoint.get("stop_deferred")
+    # A stop asked for before min_epochs/min_steps still ends the resumed run at the minimum,
+    # as it would have ended the run that was cut short.
+    trainer._stop.deferred = (deferred["value"], deferred["plugin"]) if deferred else None
     checkpointing.restore_plugin_states(trainer.plugin_manager, checkpoint, path)
     trainer.hooks.on_load_checkpoint(checkpoint)
     return checkpoint

@@ -275,6 +275,29 @@ def test_a_stop_before_min_epochs_is_deferred_says_so_and_takes_effect(make_trai
     assert result.stop_reason == "enough"
 
 
+def test_a_deferred_stop_survives_a_resume(make_trainer, tmp_path) -> None:
+    # 2 steps an epoch; the stop asked for at the end of epoch 1 waits for min_epochs=3
+    first = make_trainer(callbacks=[StopAsked(at_epoch_end=True)], min_epochs=3, epochs=6, max_steps=3)
+    first.fit(*digits(n_train=64))
+    assert first.stop_reason == "reached max_steps (3 steps)"  # cut short in epoch 2
+    saved = tmp_path / "cut.pt"
+    first.save_checkpoint(saved)
+    assert checkpointing.load_checkpoint(saved)["stop_deferred"] == {"value": "enough", "plugin": "StopAsked"}
+    resumed = make_trainer(min_epochs=3, epochs=6, save_dir=tmp_path / "resumed")  # nobody asks again
+    result = resumed.fit(*digits(n_train=64), resume=saved)
+    assert result.epochs_completed == 3 and result.stopped_early
+    assert result.stop_reason == "enough" and resumed.stopped_by == "StopAsked"
+
+
+def test_a_malformed_deferred_stop_in_a_checkpoint_is_refused(make_trainer, tmp_path) -> None:
+    trainer = make_trainer()
+    state = trainer.state_checkpoint(fire_hooks=False)
+    state["stop_deferred"] = {"value": 3, "plugin": "StopAsked"}
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(trainhooks.errors.CheckpointError, match="field 'stop_deferred' must be None or a dict"):
+        checkpointing.load_checkpoint(tmp_path / "bad.pt")
+
+
 def test_a_stop_before_min_steps_is_deferred_until_the_step(make_trainer, caplog) -> None:
     asker = StopAsked(at_step=1)  # asks once, after the first step
     trainer = make_trainer(callbacks=[asker], min_steps=8, epochs=6)
