@@ -69,7 +69,7 @@ class FitLoop:
         self.val_data = val_data
         self.train_epoch: TrainEpoch | None = None
 
-    def run(self, resume_from: Any) -> FitResult:
+    def run(self, resume_from: resume.PendingResume | None) -> FitResult:
         t = self.trainer
         started = time.perf_counter()
         failed = False
@@ -87,7 +87,7 @@ class FitLoop:
             self.cleanup(failed)
         return t._result(time.perf_counter() - started)
 
-    def setup(self, resume_from: Any) -> int:
+    def setup(self, resume_from: resume.PendingResume | None) -> int:
         """Per-run state, seed, device, save dir, resume, data: the hooks before ``on_train_start``."""
         t, hooks = self.trainer, self.trainer.hooks
         t._claim_save_dir(resume_from)

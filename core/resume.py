@@ -2,6 +2,8 @@
 
 * :func:`checkpoint_state` builds the checkpoint dict of a trainer (the format is described in
   :mod:`trainhooks.checkpointing`); :func:`restore` puts one back.
+* :func:`prepare` loads, checks and plans a resume before ``fit`` writes anything (so a refused
+  resume leaves the run directory alone); :func:`resume` then restores it inside ``fit``.
 * :class:`EpochPosition` is where training is inside the current epoch: the batches done, the
   per-batch losses so far, the random state the epoch started with. A mid-epoch checkpoint
   records it, so that a resumed epoch trains on exactly the batches it had left.
@@ -273,6 +275,11 @@ def restore(trainer: Trainer, path: str | os.PathLike[str]) -> dict[str, Any]:
     """See :meth:`trainhooks.Trainer.load_checkpoint`."""
     checkpoint = checkpointing.load_checkpoint(path)
     checkpointing.check_finite_weights(checkpoint["model"], path)
+    return restore_loaded(trainer, checkpoint, path)
+
+
+def restore_loaded(trainer: Trainer, checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Put a loaded (and checked) checkpoint back into ``trainer``; fires ``on_load_checkpoint``."""
     model = trainer.unwrapped_model
     try:
         model.load_state_dict(checkpoint["model"])
@@ -315,16 +322,26 @@ def auto_resume_path(trainer: Trainer) -> os.PathLike[str] | None:
     return choice.path
 
 
-def resume(trainer: Trainer, path: str | os.PathLike[str]) -> int:
-    """Restore a checkpoint inside ``fit`` and apply :func:`plan_resume`; returns the epoch to start at."""
+@dataclass(frozen=True)
+class PendingResume:
+    """A checkpoint loaded, checked and planned by :func:`prepare`, put back by :func:`resume`."""
+
+    path: str | os.PathLike[str]
+    checkpoint: dict[str, Any]
+    plan: ResumePlan
+
+
+def prepare(trainer: Trainer, path: str | os.PathLike[str]) -> PendingResume:
+    """Load the checkpoint to resume from and decide where to start, before ``fit`` changes anything.
+
+    Every refusal (a damaged file, weights that do not fit the model, a run that already
+    finished or trained its ``max_steps``) comes from here, before a hook fires or a file is
+    written: the run directory, its ``run.json`` and plots stay as the refused run left them.
+    """
     trainer.checkpoint_writer.wait()  # a write in flight may be replacing that very file
-    checkpoint = restore(trainer, path)
-    line = f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, step {int(checkpoint.get('global_step', 0))})"
-    if trainer.is_global_zero:
-        if trainer.verbose:
-            print(line, flush=True)
-        else:  # verbose=False prints nothing; `trainhooks fit --quiet` shows this logger's line
-            resume_log.info("%s", line)
+    checkpoint = checkpointing.load_checkpoint(path)
+    checkpointing.check_finite_weights(checkpoint["model"], path)
+    checkpointing.check_fits(trainer.unwrapped_model, checkpoint["model"], path)
     run = RunFacts(
         epochs=trainer.epochs,
         seed=trainer.seed,
@@ -332,7 +349,19 @@ def resume(trainer: Trainer, path: str | os.PathLike[str]) -> int:
         batch_size=getattr(trainer._train_data, "batch_size", None),
         max_steps=getattr(trainer, "max_steps", None),
     )
-    plan = plan_resume(CheckpointFacts.of(checkpoint, path), run)
+    return PendingResume(path, checkpoint, plan_resume(CheckpointFacts.of(checkpoint, path), run))
+
+
+def resume(trainer: Trainer, pending: PendingResume) -> int:
+    """Restore a prepared checkpoint inside ``fit`` and apply its plan; returns the epoch to start at."""
+    path, plan = pending.path, pending.plan
+    checkpoint = restore_loaded(trainer, pending.checkpoint, path)
+    line = f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, step {int(checkpoint.get('global_step', 0))})"
+    if trainer.is_global_zero:
+        if trainer.verbose:
+            print(line, flush=True)
+        else:  # verbose=False prints nothing; `trainhooks fit --quiet` shows this logger's line
+            resume_log.info("%s", line)
     for note in plan.warnings:
         log.warning("%s", note)
     if plan.keep_history is not None:
@@ -383,12 +412,15 @@ def restore_random_state(trainer: Trainer, state: dict[str, Any], generator: Any
 __all__ = [
     "CheckpointFacts",
     "EpochPosition",
+    "PendingResume",
     "ResumePlan",
     "RunFacts",
     "auto_resume_path",
     "checkpoint_state",
     "plan_resume",
+    "prepare",
     "restore",
+    "restore_loaded",
     "resume",
     "restore_random_state",
     "skip_batches",

@@ -43,7 +43,7 @@ from trainhooks import amp, checkpointing, distributed, loops, rundir, signals, 
 from trainhooks import resume as resume_module
 from trainhooks.batches import model_inputs, safe_len
 from trainhooks.callbacks import FunctionCallback
-from trainhooks.controls import LoopControls, compile_arguments, is_integer
+from trainhooks.controls import LoopControls, apply_limit, compile_arguments, is_integer
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import (
     CheckpointError,
@@ -622,10 +622,15 @@ class Trainer:
         self._train_data = train_data
         self.num_train_batches = safe_len(train_data)
         self.num_val_batches = safe_len(val_data) if val_data is not None else None
+        # Refusals come before fit changes anything: --overwrite has not deleted the previous
+        # run yet, and a refused resume leaves its run.json and plots as they were. A dry run
+        # takes one batch, but checks the limits the real run will take.
+        self._check_limits(train_data, val_data)
         if self.dry_run:
             return self._dry_run(train_data, val_data, resume)
+        pending = resume_module.prepare(self, resume) if resume is not None else None
         with self._compiled(), self._determinism(train_data, val_data):
-            result = loops.FitLoop(self, train_data, val_data).run(resume)
+            result = loops.FitLoop(self, train_data, val_data).run(pending)
         self._print_summary(result)
         return result
 
@@ -1054,6 +1059,15 @@ class Trainer:
         problem = self.strategy.agree(problem, "the save_dir check")  # every rank refuses, or none
         if problem is not None:
             raise ConfigError(problem)
+
+    def _check_limits(self, train_data: Iterable[Any], val_data: Iterable[Any] | None) -> None:
+        """``limit_*_batches`` against the data as given (a fraction of it below one batch).
+
+        Under torchrun each rank's shard is smaller: the fit checks again once the data is sharded.
+        """
+        apply_limit("limit_train_batches", self.limit_train_batches, safe_len(train_data))
+        if val_data is not None:
+            apply_limit("limit_val_batches", self.limit_val_batches, safe_len(val_data))
 
     def _ensure_save_dir(self) -> None:
         rundir.ensure_save_dir(self.save_dir)

@@ -210,6 +210,51 @@ def test_the_dry_run_leaves_no_manifest(workdir: Path) -> None:
     assert not (workdir / "runs" / "dry").exists()
 
 
+def files_under(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_refused_fit_leaves_the_previous_run_as_it_was(workdir: Path, capsys) -> None:
+    # Bad input loses nothing already saved: every refusal comes before --overwrite deletes the
+    # previous run, before run.json says "failed" and before results.png is drawn again.
+    fit = ["fit", "--task", "mtask:make", "--quiet", "--save-dir", "runs/exp"]
+    assert cli.main([*fit, "--epochs", "2"]) == 0  # 2 batches an epoch
+    before = files_under(workdir / "runs")
+    assert {Path("exp/run.json"), Path("exp/results.png"), Path("exp/weights/last.pt")} <= before.keys()
+    last = str(Path("runs/exp/weights/last.pt"))
+    refused = [
+        ([*fit, "--epochs", "2", "--resume", last], "already completed 2 of 2 epochs"),
+        ([*fit, "--epochs", "3", "--max-steps", "4", "--resume", last], "already trained 4 steps"),
+        (
+            [*fit, "--epochs", "3", "--resume", last, "--save-dir", "runs/other", "--limit-train-batches", "0.2"],
+            "limit_train_batches=0.2 of 2 batches is less than one batch",
+        ),
+        ([*fit, "--overwrite", "--limit-val-batches", "0.2"], "limit_val_batches=0.2 of 1 batches is less"),
+        ([*fit, "--dry-run", "--limit-train-batches", "0.2"], "limit_train_batches=0.2 of 2 batches"),
+    ]
+    for argv, message in refused:
+        capsys.readouterr()
+        assert cli.main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert message in err and err.count("trainhooks: error:") == 1, (argv, err)
+        assert "Resuming from" not in out + err, argv
+        assert files_under(workdir / "runs") == before, f"{argv} changed the previous run's files"
+
+
+def test_a_resume_with_a_changed_model_is_refused_before_anything_is_written(workdir: Path) -> None:
+    run_dir = workdir / "runs" / "exp"
+    python_fit(run_dir, ModelCheckpoint(), epochs=1)
+    before = files_under(run_dir)
+    from mtask import make  # type: ignore[import-not-found]
+
+    task = make()
+    wider = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    trainer = Trainer(wider, loss_fn=task.loss_fn, epochs=2, save_dir=run_dir, default_plugins=False, verbose=False)
+    with pytest.raises(CheckpointError, match=r"does not fit this model/optimizer: shape of '0.weight' \(16, 64\)"):
+        trainer.fit(task.train_data, task.val_data, resume=run_dir / "weights" / "last.pt")
+    assert files_under(run_dir) == before
+
+
 KILLED = textwrap.dedent(
     """
     import os, signal, sys
