@@ -71,7 +71,8 @@ def apply_limit(name: str, limit: Limit, length: int | None) -> int | None:
         taken = int(length * limit)
         if taken < 1:
             raise ConfigError(
-                f"{name}={limit} of {length} batches is less than one batch; pass a larger fraction or a count"
+                f"{name}={limit} of {length} batch{'es' if length != 1 else ''} is less than one batch; "
+                "pass a larger fraction or a count"
             )
         return taken
     return limit if length is None else min(limit, length)

@@ -229,7 +229,10 @@ def test_a_refused_fit_leaves_the_previous_run_as_it_was(workdir: Path, capsys) 
             [*fit, "--epochs", "3", "--resume", last, "--save-dir", "runs/other", "--limit-train-batches", "0.2"],
             "limit_train_batches=0.2 of 2 batches is less than one batch",
         ),
-        ([*fit, "--overwrite", "--limit-val-batches", "0.2"], "limit_val_batches=0.2 of 1 batches is less"),
+        (
+            [*fit, "--overwrite", "--limit-val-batches", "0.2"],
+            "limit_val_batches=0.2 of 1 batch is less than one batch",
+        ),
         ([*fit, "--dry-run", "--limit-train-batches", "0.2"], "limit_train_batches=0.2 of 2 batches"),
     ]
     for argv, message in refused:
