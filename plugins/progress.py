@@ -84,7 +84,9 @@ class Progress(trainhooks.Callback):
         bar = self._bar
         if bar is None:
             return
-        bar.update(1)
+        # Up to the batch just trained: under gradient accumulation this hook fires once per
+        # optimizer step (N batches), and a resumed epoch starts where its checkpoint was taken.
+        bar.update(trainer.batch_idx + 1 - bar.n)
         now = time.perf_counter()
         if now - self._last_postfix >= 1.0 / self.refresh:
             self._last_postfix = now

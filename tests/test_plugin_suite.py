@@ -367,6 +367,22 @@ def test_progress_bar_and_summary_lines(make_trainer, loaders) -> None:
     assert len(lines) == 2
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_progress_bar_counts_batches_to_the_end_of_the_epoch(make_trainer, loaders, accumulate) -> None:
+    ends: list[tuple[int, int | None]] = []
+
+    class Seen(Progress):
+        def on_train_epoch_end(self, trainer):
+            ends.append((self._bar.n, self._bar.total))
+            super().on_train_epoch_end(trainer)
+
+    trainer = make_trainer(plugins=[Seen(stream=io.StringIO(), bar=True)], epochs=2, accumulate_grad_batches=accumulate)
+    trainer.fit(*loaders)
+    batches = trainer.num_train_batches
+    assert batches is not None and batches % 2, "a last, partial group of micro-batches too"
+    assert ends == [(batches, batches)] * 2
+
+
 def test_progress_without_terminal_prints_only_lines_and_quiet_prints_nothing(make_trainer, loaders) -> None:
     out = io.StringIO()  # not a tty
     make_trainer(plugins=[Progress(stream=out)], epochs=2).fit(*loaders)
