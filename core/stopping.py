@@ -4,7 +4,8 @@ Three sources end a fit before its last epoch: a plugin's ``should_stop`` answer
 (SIGINT, SIGTERM, the scheduler's pre-emption signal; see :mod:`trainhooks.signals`) and the
 length controls. :class:`StopState` records the one that won. Under torchrun the answers are
 first agreed between the ranks by the strategy, so every rank records the same stop at the same
-step. A stop asked for before ``min_epochs``/``min_steps`` is deferred (:meth:`StopState.defer`).
+step. A stop asked for before ``min_epochs``/``min_steps`` is deferred (:meth:`StopState.defer`),
+unless the plugin that asks sets ``urgent_stop = True`` (nan_guard: training on cannot help).
 """
 
 from __future__ import annotations
@@ -76,12 +77,14 @@ class StopState:
             raise error
         if not value:
             return False
-        if self.defer(trainer, answer, reason):
+        # A plugin whose training cannot go on (nan_guard: the weights hold NaN) says so with
+        # ``urgent_stop = True``: no minimum length defers its stop.
+        if not _flag(trainer, plugin, "urgent_stop") and self.defer(trainer, answer, reason):
             return False
         self.requested, self.reason, self.stopped_by = True, reason, plugin
         # A budget (the timer) ends this run but not the training: a plugin says so with
         # ``resumable_stop = True``, and --resume may then continue from the checkpoint.
-        self.resumable = getattr(trainer.plugin_manager.get_plugin(plugin), "resumable_stop", False) is True
+        self.resumable = _flag(trainer, plugin, "resumable_stop")
         log.info(
             "stop requested by %s after %s (epoch %d, step %d): %s",
             plugin,
@@ -123,6 +126,11 @@ class StopState:
         self.requested, self.at_limit = True, True
         self.reason, self.stopped_by = f"reached max_steps ({trainer.max_steps} steps)", None
         return True
+
+
+def _flag(trainer: Trainer, plugin: str, name: str) -> bool:
+    """A plugin's class-level stop flag (``urgent_stop``, ``resumable_stop``): True only if set to True."""
+    return getattr(trainer.plugin_manager.get_plugin(plugin), name, False) is True
 
 
 __all__ = ["StopAnswer", "StopState"]

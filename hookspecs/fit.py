@@ -317,4 +317,9 @@ def should_stop(trainer: Trainer) -> str | bool | None:
     Under torchrun each rank answers for itself (a local metric, a NaN, a clock); the answers are
     combined so that if any rank asks, every rank stops at the same step with the same reason
     (that of the lowest asking rank).
+
+    A stop asked for before ``min_epochs``/``min_steps`` waits for the minimum, unless the
+    plugin's class sets ``urgent_stop = True`` (nan_guard: training on NaN weights cannot help).
+    A class that sets ``resumable_stop = True`` (the timer's budget) ends the run but not the
+    training: ``--resume`` may continue it.
     """

@@ -33,6 +33,8 @@ class NaNGuard(trainhooks.Callback):
     )
 
     reason: str | None = None
+    urgent_stop = True
+    """``min_epochs``/``min_steps`` never defer this stop: training on NaN weights cannot help."""
 
     def on_fit_start(self, trainer: trainhooks.Trainer) -> None:
         self.pending: list[tuple[Any, int, int, int]] = []

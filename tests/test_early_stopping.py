@@ -174,6 +174,20 @@ def test_nan_guard_raise_error_fails_the_run(make_trainer, loaders, tmp_path, mo
     assert clean.stopped_by == "NaNGuard" and clean.global_step == 1  # the default: a clean stop
 
 
+def test_min_epochs_and_min_steps_do_not_defer_nan_guard(make_trainer, loaders, tmp_path, caplog) -> None:
+    from trainhooks.plugins.nan_guard import NaNGuard
+
+    def nan_loss(outputs, targets):
+        return torch.nn.functional.cross_entropy(outputs, targets) * float("nan")
+
+    with caplog.at_level("WARNING", logger="trainhooks"):
+        result = make_trainer(plugins=[NaNGuard()], loss_fn=nan_loss, min_epochs=3, min_steps=20, epochs=4).fit(
+            *loaders
+        )
+    assert result.stopped_by == "NaNGuard" and result.global_step == 1
+    assert "stop deferred" not in caplog.text
+
+
 def test_csv_separator_and_append_mode_across_runs(tmp_path, monkeypatch) -> None:
     import csv
 
