@@ -87,8 +87,38 @@ def compile_arguments(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str) and value:
         return {"backend": value}
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        check_compile_keywords(value)
         return dict(value)
     raise ConfigError(f"compile must be True/False, a backend name or a dict of torch.compile arguments, got {value!r}")
+
+
+def check_compile_keywords(arguments: dict[str, Any]) -> None:
+    """Refuse a ``compile=`` dict key that ``torch.compile`` has no argument for, naming the close ones.
+
+    Checked when the Trainer is built (``torch.compile``'s signature costs nothing to read); the
+    values (a backend name, a mode) are torch's to judge, when the fit compiles the model.
+    """
+    import inspect
+
+    import torch
+
+    from trainhooks.errors import suggest
+
+    known = [name for name in inspect.signature(torch.compile).parameters if name != "model"]
+    for key in arguments:
+        if key not in known:
+            close = suggest(key, known)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise ConfigError(
+                f"compile={{{key!r}: ...}}: torch.compile has no argument {key!r} ({hint}its arguments: {', '.join(known)})"
+            )
+
+
+def compile_refused(arguments: dict[str, Any], exc: Exception) -> ConfigError:
+    """torch.compile's refusal of a ``compile=`` value (an unknown backend or mode), naming the setting."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items()) or "True"
+    return ConfigError(f"compile ({shown}): torch.compile refused it: {first}")
 
 
 @dataclass(frozen=True)

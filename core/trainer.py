@@ -43,7 +43,7 @@ from trainhooks import amp, checkpointing, distributed, loops, rundir, signals, 
 from trainhooks import resume as resume_module
 from trainhooks.batches import model_inputs, safe_len
 from trainhooks.callbacks import FunctionCallback
-from trainhooks.controls import LoopControls, apply_limit, compile_arguments, is_integer
+from trainhooks.controls import LoopControls, apply_limit, compile_arguments, compile_refused, is_integer
 from trainhooks.dispatch import HookDispatcher, HookProfile
 from trainhooks.errors import (
     CheckpointError,
@@ -702,7 +702,10 @@ class Trainer:
         if self._compile_context is not None:  # a model passed compiled: its backend and options
             model._compiled_call_impl = self._compile_context(call)
         else:
-            model._compiled_call_impl = torch.compile(call, **self._compile)
+            try:
+                model._compiled_call_impl = torch.compile(call, **self._compile)
+            except (RuntimeError, ValueError, TypeError) as exc:  # a backend or mode torch does not know
+                raise compile_refused(self._compile, exc) from exc
         try:
             yield
         finally:

@@ -664,6 +664,28 @@ def test_bad_compile_values_are_one_error(make_trainer, bad) -> None:
         make_trainer(compile=bad)
 
 
+def test_a_compile_argument_torch_compile_lacks_is_refused_with_the_close_name(make_trainer) -> None:
+    with pytest.raises(ConfigError, match=r"torch.compile has no argument 'full_graph' \(did you mean fullgraph\?"):
+        make_trainer(compile={"full_graph": True})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nope", r"compile \(backend='nope'\): torch.compile refused it: Invalid backend: 'nope'"),
+        ({"mode": "fastest"}, r"compile \(mode='fastest'\): torch.compile refused it: Unrecognized mode=fastest"),
+    ],
+)
+def test_a_backend_or_mode_torch_does_not_know_fails_the_fit_before_it_starts(make_trainer, value, message) -> None:
+    recorder = HookRecorder()
+    trainer = make_trainer(compile=value, plugins=[recorder])
+    with pytest.raises(ConfigError, match=message):
+        trainer.fit(*digits(n_train=64))
+    assert recorder.names() == ["add_options", "configure"], "no fit hook fired"  # the Trainer's own
+    assert not trainer.save_dir.exists()
+    assert trainer.model._compiled_call_impl is None
+
+
 # ====================================================================== determinism
 def test_deterministic_is_on_during_fit_restored_after_and_recorded(make_trainer, tmp_path) -> None:
     during: list[bool] = []
