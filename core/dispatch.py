@@ -46,6 +46,10 @@ COLLECTING_HOOKS = frozenset({"export_formats"})
 HISTORIC_HOOKS = frozenset({"configure"})
 """Historic hooks go through pluggy's ``call_historic`` so late plugins get the call replayed."""
 
+GENERATED_FILENAME = "<trainhooks dispatch"
+"""How the generated callers' file names start (``<trainhooks dispatch on_fit_epoch_end>``): a
+warning a plugin issues with ``stacklevel=2`` points there, and the CLI leaves that location out."""
+
 
 def _noop(*args: Any) -> None:
     return None
@@ -229,7 +233,7 @@ class HookDispatcher:
             elif collect:
                 lines += ["    if r is not None:", "        out.append(r)"]
         lines.append("    return out" if collect else "    return None")
-        code = compile("\n".join(lines), f"<trainhooks dispatch {name}>", "exec")
+        code = compile("\n".join(lines), f"{GENERATED_FILENAME} {name}>", "exec")
         exec(code, namespace)
         fn: Callable[..., Any] = namespace[name]
         return fn

@@ -277,3 +277,25 @@ def test_cli_profile_and_plot_title(tmp_path, monkeypatch, capsys) -> None:
     assert header == ["plugin", "hook", "calls", "total", "mean"]
     row = next(line for line in out.splitlines() if line.startswith("plot "))
     assert row.split()[-1] in ("ns", "µs", "ms", "s")
+
+
+def test_a_plugins_warning_on_the_command_line_leaves_out_the_dispatch_location(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+    import warnings
+
+    from trainhooks import cli
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["fit", "--epochs", "1", "--quiet", "-p", "no:plot", "--ckpt-monitor", "val/nope"]
+    with warnings.catch_warnings():
+        # printed to stderr through warnings.formatwarning, as Python does (not recorded by pytest)
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line)
+        )
+        warnings.simplefilter("always")
+        before = warnings.formatwarning
+        assert cli.main(argv) == 0
+        assert warnings.formatwarning is before, "the CLI puts Python's format back"
+    err = capsys.readouterr().err
+    assert "trainhooks: warning: checkpoint: monitored metric 'val/nope' is not in trainer.metrics" in err
+    assert "<trainhooks dispatch" not in err and "RuntimeWarning" not in err

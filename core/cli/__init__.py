@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _log_to_stderr()
     resume_note = _resume_to_stdout()
     watching = interrupts.watch()  # a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
-    saved_filters = warnings.filters[:]
+    saved_filters, saved_format = warnings.filters[:], warnings.formatwarning
+    warnings.formatwarning = _without_dispatch_location(saved_format)
     if not _is_rank_zero():  # under torchrun: a warning every rank would print, printed by rank 0
         from trainhooks.plugin_manager import PluginDisabledWarning
 
@@ -80,6 +81,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("trainhooks.resume").removeHandler(resume_note)
         logging.getLogger("trainhooks.resume").setLevel(logging.NOTSET)
         warnings.filters[:] = saved_filters  # type: ignore[index]
+        warnings.formatwarning = saved_format
+
+
+def _without_dispatch_location(default: Any) -> Any:
+    """``warnings.formatwarning`` that prints a plugin's warning as ``trainhooks: warning: ...``.
+
+    A plugin warns with ``stacklevel=2`` to point at its caller, which is the engine's generated
+    dispatch code (``<trainhooks dispatch on_fit_epoch_end>:15``): a location that tells a user
+    nothing. Warnings from anywhere else keep Python's format.
+    """
+
+    def formatwarning(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+    ) -> str:
+        from trainhooks.dispatch import GENERATED_FILENAME  # imported by then: it issued the call
+
+        if str(filename).startswith(GENERATED_FILENAME):
+            return f"trainhooks: warning: {message}\n"
+        return str(default(message, category, filename, lineno, line))
+
+    return formatwarning
 
 
 def _log_to_stderr() -> logging.Handler:
