@@ -176,4 +176,29 @@ class LoopControls:
         return out
 
 
-__all__ = ["LoopControls", "apply_limit", "compile_arguments"]
+def validation_never_runs(
+    epochs: int, val_every_n_epochs: int | None, val_every_n_steps: int | None, planned_steps: int | None
+) -> str | None:
+    """Why a fit given validation data would never validate, or None (it does, or it was turned off).
+
+    ``planned_steps`` is the run's length in optimizer steps, None when the data has no len().
+    Both settings None is validation turned off on purpose, not a mistake.
+    """
+    if val_every_n_epochs is None and val_every_n_steps is None:
+        return None
+    if val_every_n_epochs is not None and val_every_n_epochs <= epochs:
+        return None
+    if val_every_n_steps is not None and (planned_steps is None or val_every_n_steps <= planned_steps):
+        return None
+    why = []
+    if val_every_n_epochs is not None:
+        why.append(f"val_every_n_epochs={val_every_n_epochs} with epochs={epochs}")
+    if val_every_n_steps is not None:
+        why.append(f"val_every_n_steps={val_every_n_steps} with {planned_steps} steps planned")
+    return (
+        f"validation never runs in this fit ({' and '.join(why)}): the validation data goes unused "
+        "and monitors of val/* metrics (early stopping, the best checkpoint) see no value"
+    )
+
+
+__all__ = ["LoopControls", "apply_limit", "compile_arguments", "validation_never_runs"]

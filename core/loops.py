@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import torch
 
 from trainhooks import checkpointing, resume, step, strategy
 from trainhooks.batches import batch_size, loader_generator, safe_len, sample_count, to_device
-from trainhooks.controls import apply_limit
+from trainhooks.controls import apply_limit, validation_never_runs
 from trainhooks.data import fast_batches, order_uses_torch_rng_only
 from trainhooks.errors import ConfigError, NothingUsableError
 from trainhooks.loopmap import TRAIN_BATCH
@@ -28,6 +29,8 @@ from trainhooks.manifest import RunManifest
 
 if TYPE_CHECKING:
     from trainhooks.trainer import FitResult, Trainer
+
+log = logging.getLogger("trainhooks")
 
 STEP_HOOKS = TRAIN_BATCH[1:]
 """The hooks a training step calls after its batch-start hook (which the batch preamble calls)."""
@@ -113,6 +116,8 @@ class FitLoop:
                 f"accumulate_grad_batches={t.accumulate_grad_batches} under torchrun needs training data with a "
                 "len() (a DataLoader), so that every group's last batch is known and synchronises the gradients"
             )
+        if self.val_data is not None and t.is_global_zero:
+            self.warn_if_never_validating()
         # Samples per epoch on this rank, within the limits (None: the data does not say).
         t.num_train_samples = sample_count(self.train_data, t.num_train_batches)
         t.num_val_samples = sample_count(self.val_data, t.num_val_batches) if self.val_data is not None else None
@@ -123,6 +128,16 @@ class FitLoop:
         t.epoch = start_epoch  # on_train_start sees the first epoch to run
         hooks.on_train_start()
         return start_epoch
+
+    def warn_if_never_validating(self) -> None:
+        t = self.trainer
+        batches, n = t.num_train_batches, t.accumulate_grad_batches
+        planned = None if batches is None else -(-batches // n) * t.epochs  # a partial group steps too
+        if t.max_steps is not None:
+            planned = t.max_steps if planned is None else min(planned, t.max_steps)
+        problem = validation_never_runs(t.epochs, t.val_every_n_epochs, t.val_every_n_steps, planned)
+        if problem is not None:
+            log.warning("%s", problem)
 
     def epochs(self, start_epoch: int) -> None:
         t = self.trainer

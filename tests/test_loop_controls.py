@@ -352,6 +352,40 @@ def test_monitors_of_val_loss_cope_with_epochs_without_validation(make_trainer, 
     assert best["epoch"] in (1, 3)  # only validated epochs can be the best
 
 
+@pytest.mark.parametrize(
+    ("epochs", "every_epochs", "every_steps", "planned", "never"),
+    [
+        (3, 1, None, 30, False),
+        (3, 5, None, 30, True),
+        (3, 5, 10, 30, False),  # the steps' validation runs
+        (3, 5, 40, 30, True),
+        (3, 5, 40, None, False),  # an unsized run may be long enough
+        (3, None, None, 30, False),  # turned off on purpose
+        (3, None, 31, 30, True),
+    ],
+)
+def test_validation_that_never_runs_is_told_apart(epochs, every_epochs, every_steps, planned, never) -> None:
+    from trainhooks.controls import validation_never_runs
+
+    assert (validation_never_runs(epochs, every_epochs, every_steps, planned) is not None) is never
+
+
+def test_a_fit_whose_validation_never_runs_says_so(make_trainer, caplog) -> None:
+    with caplog.at_level("WARNING", logger="trainhooks"):
+        make_trainer(val_every_n_epochs=3, epochs=2).fit(*digits(n_train=64))
+    assert "validation never runs in this fit (val_every_n_epochs=3 with epochs=2)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trainhooks"):  # 2 steps an epoch, accumulated: 1
+        make_trainer(
+            val_every_n_epochs=None,
+            val_every_n_steps=3,
+            accumulate_grad_batches=2,
+            epochs=2,
+            save_dir=make_trainer().save_dir.parent / "steps",
+        ).fit(*digits(n_train=64))
+    assert "val_every_n_steps=3 with 2 steps planned" in caplog.text
+
+
 def test_val_every_n_steps_validates_mid_epoch_and_reaches_plugins(make_trainer) -> None:
     recorder = HookRecorder()
     seen: list[tuple[int, float]] = []
