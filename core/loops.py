@@ -104,6 +104,8 @@ class FitLoop:
         if t.is_global_zero:  # only rank 0 writes: no empty run directory elsewhere
             t._ensure_save_dir()
             t.manifest = RunManifest.start(t.save_dir, resumed=resume_from is not None, task=t.task_name)
+            for name, path in t.manifest.artifacts.items():  # a resumed run's files are those it continues
+                t.artifacts.setdefault(name, path)
         start_epoch = resume.resume(t, resume_from) if resume_from is not None else 0
         self.train_data, self.val_data = t.strategy.prepare(self.train_data, self.val_data)
         t.num_train_batches = apply_limit("limit_train_batches", t.limit_train_batches, safe_len(self.train_data))

@@ -141,10 +141,14 @@ def test_a_resumed_run_keeps_the_best_weights_of_the_run_it_continues(workdir: P
     save_dir = workdir / "runs" / "resumed"
     python_fit(save_dir, ModelCheckpoint(), epochs=1)
     # save_top_k=0: the resumed run announces last.pt only; best.pt from before is still the run's
-    python_fit(save_dir, ModelCheckpoint(save_top_k=0), resume=str(save_dir / "weights" / "last.pt"), epochs=2)
+    resumed = python_fit(
+        save_dir, ModelCheckpoint(save_top_k=0), resume=str(save_dir / "weights" / "last.pt"), epochs=2
+    )
     run = read_manifest(save_dir)
     assert run is not None and run.status == "finished" and run.global_step == 4
     assert run.weights() == ("best.pt", save_dir / "weights" / "best.pt")
+    # the final summary and FitResult.artifacts list the run's files, best.pt from before too
+    assert resumed.artifacts["best.pt"] == save_dir / "weights" / "best.pt"
 
 
 def test_a_fresh_run_over_a_previous_one_starts_a_new_manifest(workdir: Path) -> None:
