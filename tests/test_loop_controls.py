@@ -916,6 +916,25 @@ def test_a_cli_resume_keeps_the_recorded_controls_unless_overridden(tmp_path, ca
     assert saved["global_step"] == 7 and saved["run"]["max_steps"] == 7
 
 
+def test_val_every_n_epochs_never_validates_by_steps_only_and_a_resume_keeps_it(tmp_path, capsys) -> None:
+    save = tmp_path / "run"
+    last = save / "weights" / "last.pt"
+    base = ("--limit-train-batches", "4", "--limit-val-batches", "1", "--quiet", "-p", "no:plot")
+    code, _, err = cli_run(
+        capsys, "fit", "--epochs", "2", "--save-dir", str(save), "--val-every-n-epochs", "never",
+        "--val-every-n-steps", "6", *base,
+    )  # fmt: skip
+    assert code == 0, err
+    saved = checkpointing.load_checkpoint(last)
+    assert saved["run"]["val_every_n_epochs"] is None
+    assert ["val/loss" in row for row in saved["history"]] == [False, True]  # step 6 is in epoch 2
+    code, _, err = cli_run(capsys, "fit", "--resume", str(last), "--epochs", "4", "--quiet")
+    assert code == 0, err
+    saved = checkpointing.load_checkpoint(last)
+    assert saved["run"]["val_every_n_epochs"] is None  # not back to the default, 1
+    assert ["val/loss" in row for row in saved["history"]] == [False, True, True, False]  # steps 13-16: no 6k
+
+
 def test_cli_dry_run_keeps_nothing(tmp_path, capsys) -> None:
     code, out, err = cli_run(
         capsys, "fit", "--dry-run", "--limit-train-batches", "3", "--save-dir", str(tmp_path / "run")

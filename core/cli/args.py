@@ -148,11 +148,17 @@ def _add_loop_controls(parser: argparse.ArgumentParser) -> None:
         ("--max-steps", "stop after N optimizer steps"),
         ("--min-epochs", "defer any stop until N epochs are done"),
         ("--min-steps", "defer any stop until N steps are done"),
-        ("--val-every-n-epochs", "validate at the end of every N-th epoch (default: 1)"),
         ("--val-every-n-steps", "also validate every N steps"),
     )
     for flag, text in counts:
         group.add_argument(flag, type=_positive_int, default=None, metavar="N", help=text)
+    group.add_argument(
+        "--val-every-n-epochs",
+        type=_positive_int_or_never,
+        default=None,
+        metavar="N|never",
+        help=f"validate at the end of every N-th epoch (default: 1; '{NEVER}': only --val-every-n-steps validates)",
+    )
     group.add_argument(
         "--limit-train-batches",
         type=_count_or_fraction,
@@ -228,6 +234,16 @@ def _path(text: str) -> Path:
 
 def _positive_int(text: str) -> int:
     return _checked(text, int, lambda v: v >= 1, "a positive integer")
+
+
+NEVER = "never"
+"""``--val-every-n-epochs never``: the Trainer's ``val_every_n_epochs=None``."""
+
+
+def _positive_int_or_never(text: str) -> int | str:
+    if text.strip().lower() == NEVER:
+        return NEVER
+    return _checked(text, int, lambda v: v >= 1, f"a positive integer or '{NEVER}'")
 
 
 def _positive_float(text: str) -> float:

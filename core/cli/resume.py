@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trainhooks.cli.args import NEVER
+
 #: argparse destination -> (flag, key in the checkpoint's "run" record)
 RECORDED = {
     "task": ("--task", "task"),
@@ -126,6 +128,8 @@ def apply_recorded(
         if key not in run:
             continue
         recorded = run[key]
+        if dest == "val_every_n_epochs" and recorded is None:  # recorded off: not the default (1)
+            recorded = NEVER
         if given(argv, [flag]):
             if getattr(args, dest) != recorded and recorded is not None:
                 overrides.append(f"{flag} {getattr(args, dest)} overrides the recorded {recorded}")

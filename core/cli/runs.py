@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainhooks.cli.args import NEVER
 from trainhooks.plugin_manager import PluginManager
 
 if TYPE_CHECKING:
@@ -139,4 +140,7 @@ LOOP_CONTROLS = (
 def _loop_control_args(args: argparse.Namespace) -> dict[str, Any]:
     """Trainer keywords from the loop-control flags that were given (fit only)."""
     given = {name: getattr(args, name, None) for name in LOOP_CONTROLS}
-    return {k: v for k, v in given.items() if v is not None and v is not False}
+    controls = {k: v for k, v in given.items() if v is not None and v is not False}
+    if controls.get("val_every_n_epochs") == NEVER:  # --val-every-n-epochs never
+        controls["val_every_n_epochs"] = None
+    return controls
