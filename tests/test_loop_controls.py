@@ -916,6 +916,21 @@ def test_a_cli_resume_keeps_the_recorded_controls_unless_overridden(tmp_path, ca
     assert saved["global_step"] == 7 and saved["run"]["max_steps"] == 7
 
 
+def test_a_cli_resume_can_turn_a_recorded_switch_off(tmp_path, capsys) -> None:
+    save = tmp_path / "run"
+    last = save / "weights" / "last.pt"
+    base = ("--limit-train-batches", "2", "--limit-val-batches", "1", "--quiet", "-p", "no:plot")
+    code, _, err = cli_run(capsys, "fit", "--epochs", "1", "--save-dir", str(save), "--deterministic", *base)
+    assert code == 0, err
+    code, _, err = cli_run(capsys, "fit", "--resume", str(last), "--epochs", "2", "--quiet")
+    assert code == 0, err
+    assert checkpointing.load_checkpoint(last)["run"]["deterministic"] is True  # kept from the record
+    code, _, err = cli_run(capsys, "fit", "--resume", str(last), "--epochs", "3", "--no-deterministic", "--quiet")
+    assert code == 0, err
+    assert "--no-deterministic overrides the recorded True" in err
+    assert checkpointing.load_checkpoint(last)["run"]["deterministic"] is False
+
+
 def test_val_every_n_epochs_never_validates_by_steps_only_and_a_resume_keeps_it(tmp_path, capsys) -> None:
     save = tmp_path / "run"
     last = save / "weights" / "last.pt"

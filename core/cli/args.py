@@ -185,9 +185,13 @@ def _add_loop_controls(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the task: one batch each of training, validation and prediction; no files are kept",
     )
-    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    # --no-X too: a resume takes the recorded run's settings, and may need to turn one off
+    group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     group.add_argument(
-        "--deterministic", action="store_true", help="torch's deterministic algorithms, seeded DataLoader workers"
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch's deterministic algorithms, seeded DataLoader workers",
     )
 
 

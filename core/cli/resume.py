@@ -130,9 +130,11 @@ def apply_recorded(
         recorded = run[key]
         if dest == "val_every_n_epochs" and recorded is None:  # recorded off: not the default (1)
             recorded = NEVER
-        if given(argv, [flag]):
-            if getattr(args, dest) != recorded and recorded is not None:
-                overrides.append(f"{flag} {getattr(args, dest)} overrides the recorded {recorded}")
+        if given(argv, [flag, f"--no-{flag[2:]}"]):  # --no-compile, --no-deterministic
+            value = getattr(args, dest)
+            if value != recorded and recorded is not None:
+                typed = (flag if value else f"--no-{flag[2:]}") if isinstance(value, bool) else f"{flag} {value}"
+                overrides.append(f"{typed} overrides the recorded {recorded}")
         else:
             setattr(args, dest, recorded)
     options = run.get("options") or {}
