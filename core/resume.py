@@ -182,8 +182,13 @@ def plan_resume(ckpt: CheckpointFacts, run: RunFacts) -> ResumePlan:
     if ckpt.epoch_completed or not ckpt.has_progress:
         start = ckpt.epoch + 1 if ckpt.epoch_completed else ckpt.epoch
         if start >= run.epochs:
+            done = (
+                f"{start} of {run.epochs} epochs"
+                if start == run.epochs
+                else f"{start} epochs, more than this run's {run.epochs}"
+            )
             raise ConfigError(
-                f"checkpoint {path} already completed {start} of {run.epochs} epochs; "
+                f"checkpoint {path} already completed {done}; "
                 f"pass more epochs (--epochs N with N > {start}) to train further"
             )
         return ResumePlan(start, "next-epoch" if ckpt.epoch_completed else "restart-epoch", None, tuple(notes))

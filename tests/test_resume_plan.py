@@ -134,6 +134,12 @@ REFUSED = [
     ),
     ("every epoch is done", ckpt(epoch=4), RunFacts(epochs=5), "already completed 5 of 5 epochs"),
     (
+        "more epochs done than this run has",
+        ckpt(epoch=4),
+        RunFacts(epochs=2),
+        r"already completed 5 epochs, more than this run.s 2; pass more epochs \(--epochs N with N > 5\)",
+    ),
+    (
         "mid-epoch checkpoint past the epochs",
         ckpt(epoch=5, epoch_completed=False, has_progress=True),
         RunFacts(epochs=5),
