@@ -462,6 +462,12 @@ class Trainer:
         return self.rank == 0
 
     @property
+    def compile_arguments(self) -> dict[str, Any] | None:
+        """The ``torch.compile`` keyword arguments a fit runs the model with (``{}``: torch's
+        defaults, or those of a model passed already compiled), or None when it runs eagerly."""
+        return None if self._compile is None else dict(self._compile)
+
+    @property
     def unwrapped_model(self) -> nn.Module:
         """The model without a DistributedDataParallel (or DataParallel) wrapper."""
         return distributed.unwrap(self.model)

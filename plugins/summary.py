@@ -101,6 +101,10 @@ def summary_lines(trainer: trainhooks.Trainer, width: int = 120) -> list[str]:
     device = str(trainer.device)
     if trainer.world_size > 1:
         device = f"{device}, {trainer.world_size} processes"
+    compiled = trainer.compile_arguments
+    if compiled is not None:  # the first batches are slow while torch.compile works: say why
+        backend = compiled.get("backend")
+        precision += f", torch.compile ({backend})" if isinstance(backend, str) else ", torch.compile"
     first = " | ".join(
         [
             model_line(trainer.unwrapped_model),

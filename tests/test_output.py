@@ -36,6 +36,12 @@ def test_summary_names_parameters_size_data_device_precision_and_plugins(
     assert all(len(line) <= 120 for line in lines)
 
 
+def test_summary_says_the_model_is_compiled(make_trainer, loaders) -> None:
+    out = io.StringIO()
+    make_trainer(plugins=[Summary(stream=out)], compile="eager", epochs=1).fit(*loaders)
+    assert "samples | cpu, precision 32, torch.compile (eager)\n" in out.getvalue()
+
+
 def test_summary_keeps_a_long_save_dir_whole_on_a_line_of_its_own(make_trainer, loaders, tmp_path) -> None:
     out = io.StringIO()
     save_dir = tmp_path / ("a-long-run-name-" * 6)  # outside the working directory: the full path
