@@ -327,13 +327,21 @@ def auto_resume_path(trainer: Trainer) -> os.PathLike[str] | None:
     return choice.path
 
 
-@dataclass(frozen=True)
+@dataclass
 class PendingResume:
     """A checkpoint loaded, checked and planned by :func:`prepare`, put back by :func:`resume`."""
 
     path: str | os.PathLike[str]
-    checkpoint: dict[str, Any]
+    checkpoint: dict[str, Any] | None
     plan: ResumePlan
+
+    def take_checkpoint(self) -> dict[str, Any]:
+        """The loaded checkpoint, handed over once: the fit that restores it must not keep a
+        second copy of the weights and optimizer state alive until it ends."""
+        checkpoint, self.checkpoint = self.checkpoint, None
+        if checkpoint is None:
+            raise RuntimeError(f"the checkpoint {self.path} was restored already")
+        return checkpoint
 
 
 def prepare(trainer: Trainer, path: str | os.PathLike[str]) -> PendingResume:
@@ -360,7 +368,7 @@ def prepare(trainer: Trainer, path: str | os.PathLike[str]) -> PendingResume:
 def resume(trainer: Trainer, pending: PendingResume) -> int:
     """Restore a prepared checkpoint inside ``fit`` and apply its plan; returns the epoch to start at."""
     path, plan = pending.path, pending.plan
-    checkpoint = restore_loaded(trainer, pending.checkpoint, path)
+    checkpoint = restore_loaded(trainer, pending.take_checkpoint(), path)
     line = f"Resuming from {path} (epoch {int(checkpoint.get('epoch', 0)) + 1}, step {int(checkpoint.get('global_step', 0))})"
     if trainer.is_global_zero:
         if trainer.verbose:

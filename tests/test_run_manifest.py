@@ -248,6 +248,24 @@ def test_a_refused_fit_leaves_the_previous_run_as_it_was(workdir: Path, capsys) 
         assert files_under(workdir / "runs") == before, f"{argv} changed the previous run's files"
 
 
+def test_a_resumed_fit_keeps_no_copy_of_the_checkpoint_it_restored(workdir: Path) -> None:
+    import gc
+
+    run_dir = workdir / "runs" / "exp"
+    python_fit(run_dir, ModelCheckpoint(), epochs=1)
+    alive: list[int] = []
+
+    class CountCheckpoints(trainhooks.Callback):
+        def on_train_batch_end(self, trainer):
+            gc.collect()
+            alive.append(
+                sum(isinstance(o, dict) and o.get("format") == "trainhooks.checkpoint" for o in gc.get_objects())
+            )
+
+    python_fit(run_dir, CountCheckpoints(), resume=str(run_dir / "weights" / "last.pt"), epochs=2)
+    assert alive and set(alive) == {0}, "the loaded checkpoint (weights, optimizer state) was freed once restored"
+
+
 def test_a_resume_with_a_changed_model_is_refused_before_anything_is_written(workdir: Path) -> None:
     run_dir = workdir / "runs" / "exp"
     python_fit(run_dir, ModelCheckpoint(), epochs=1)
