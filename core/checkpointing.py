@@ -843,21 +843,6 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | 
         ) from exc
 
 
-def check_fits(model: torch.nn.Module, state: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Refuse weights whose names or shapes differ from ``model``'s, before anything is restored.
-
-    The same test ``load_state_dict`` makes (strictly), made without copying a tensor, so that a
-    resume with a changed model is refused before ``fit`` writes a file.
-    """
-    expected = model.state_dict()
-    if expected.keys() == state.keys() and all(
-        not isinstance(state[k], torch.Tensor) or not isinstance(v, torch.Tensor) or state[k].shape == v.shape
-        for k, v in expected.items()
-    ):
-        return
-    raise CheckpointError(f"checkpoint {path} does not fit this model/optimizer: {describe_mismatch(model, state)}")
-
-
 def describe_mismatch(model: torch.nn.Module, state: dict[str, Any], limit: int = 3) -> str:
     """The first few differences between ``model``'s state_dict and ``state``, on one line."""
     expected = model.state_dict()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,7 @@ class FitLoop:
         self.val_data = val_data
         self.train_epoch: TrainEpoch | None = None
 
-    def run(self, resume_from: resume.PendingResume | None) -> FitResult:
+    def run(self, resume_from: resume.PendingResume | str | os.PathLike[str] | None) -> FitResult:
         t = self.trainer
         started = time.perf_counter()
         failed = False
@@ -90,9 +91,11 @@ class FitLoop:
             self.cleanup(failed)
         return t._result(time.perf_counter() - started)
 
-    def setup(self, resume_from: resume.PendingResume | None) -> int:
+    def setup(self, resume_from: resume.PendingResume | str | os.PathLike[str] | None) -> int:
         """Per-run state, seed, device, save dir, resume, data: the hooks before ``on_train_start``."""
         t, hooks = self.trainer, self.trainer.hooks
+        if resume_from is not None and not isinstance(resume_from, resume.PendingResume):
+            resume_from = resume.prepare(t, resume_from)  # torchrun: read by every rank of the group
         t._claim_save_dir(resume_from)
         hooks.on_fit_start()  # per-run state starts afresh; a resume below restores it
         hooks.on_pretrain_routine_start()

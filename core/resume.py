@@ -305,8 +305,9 @@ def restore_loaded(trainer: Trainer, checkpoint: dict[str, Any], path: str | os.
     trainer.history = [dict(h) for h in checkpoint.get("history", [])]
     deferred = checkpoint.get("stop_deferred")
     # A stop asked for before min_epochs/min_steps still ends the resumed run at the minimum,
-    # as it would have ended the run that was cut short.
-    trainer._stop.deferred = (deferred["value"], deferred["plugin"]) if deferred else None
+    # as it would have ended the run that was cut short; not once its plugin is left out.
+    registered = deferred is not None and trainer.plugin_manager.get_plugin(deferred["plugin"]) is not None
+    trainer._stop.deferred = (deferred["value"], deferred["plugin"]) if deferred and registered else None
     checkpointing.restore_plugin_states(trainer.plugin_manager, checkpoint, path)
     trainer.hooks.on_load_checkpoint(checkpoint)
     return checkpoint
@@ -347,14 +348,16 @@ class PendingResume:
 def prepare(trainer: Trainer, path: str | os.PathLike[str]) -> PendingResume:
     """Load the checkpoint to resume from and decide where to start, before ``fit`` changes anything.
 
-    Every refusal (a damaged file, weights that do not fit the model, a run that already
-    finished or trained its ``max_steps``) comes from here, before a hook fires or a file is
-    written: the run directory, its ``run.json`` and plots stay as the refused run left them.
+    The refusals that depend on the checkpoint alone (a missing or damaged file, NaN weights, a
+    run that already finished, trained its ``max_steps`` or all its epochs) come from here,
+    before the save dir is claimed or ``run.json`` written: the refused run's files stay as they
+    were. Whether the weights fit the model is known only once restored: a plugin may still
+    change the model in ``on_fit_start`` (weight norm, adapters), and lazy modules take their
+    shapes from the checkpoint.
     """
     trainer.checkpoint_writer.wait()  # a write in flight may be replacing that very file
     checkpoint = checkpointing.load_checkpoint(path)
     checkpointing.check_finite_weights(checkpoint["model"], path)
-    checkpointing.check_fits(trainer.unwrapped_model, checkpoint["model"], path)
     run = RunFacts(
         epochs=trainer.epochs,
         seed=trainer.seed,

@@ -634,7 +634,9 @@ class Trainer:
         self._check_limits(train_data, val_data)
         if self.dry_run:
             return self._dry_run(train_data, val_data, resume)
-        pending = resume_module.prepare(self, resume) if resume is not None else None
+        # Under torchrun the checkpoint is read once the process group exists: a rank that
+        # cannot read it (a node without the file) then tells the others why it failed.
+        pending = resume_module.prepare(self, resume) if resume is not None and self.world_size == 1 else resume
         with self._compiled(), self._determinism(train_data, val_data):
             result = loops.FitLoop(self, train_data, val_data).run(pending)
         self._print_summary(result)
@@ -710,7 +712,8 @@ class Trainer:
         else:
             try:
                 model._compiled_call_impl = torch.compile(call, **self._compile)
-            except (RuntimeError, ValueError, TypeError) as exc:  # a backend or mode torch does not know
+            # a backend or mode torch does not know; torch asserts some values ({"dynamic": "yes"})
+            except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
                 raise compile_refused(self._compile, exc) from exc
         try:
             yield

@@ -289,7 +289,9 @@ def on_exception(trainer: Trainer, exception: BaseException) -> None:
     """Fires when an exception (also Ctrl-C) escapes ``fit``, ``validate`` or ``predict``.
 
     It fires before the exception propagates to the caller, followed by ``teardown``. An error in
-    an ``on_exception`` implementation is reported but never hides the original exception.
+    an ``on_exception`` implementation is reported but never hides the original exception. A
+    call refused before it starts (bad arguments or data, a resume of a finished run or a
+    damaged checkpoint, in one process) raises without it: nothing had started.
 
     :param trainer: the trainer.
     :param exception: the exception; a failure inside a hook arrives as

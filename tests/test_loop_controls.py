@@ -283,10 +283,14 @@ def test_a_deferred_stop_survives_a_resume(make_trainer, tmp_path) -> None:
     saved = tmp_path / "cut.pt"
     first.save_checkpoint(saved)
     assert checkpointing.load_checkpoint(saved)["stop_deferred"] == {"value": "enough", "plugin": "StopAsked"}
-    resumed = make_trainer(min_epochs=3, epochs=6, save_dir=tmp_path / "resumed")  # nobody asks again
+    # the same plugin, which will not ask again: the request it made before still counts
+    resumed = make_trainer(callbacks=[StopAsked(at_step=10**9)], min_epochs=3, epochs=6, save_dir=tmp_path / "r")
     result = resumed.fit(*digits(n_train=64), resume=saved)
     assert result.epochs_completed == 3 and result.stopped_early
     assert result.stop_reason == "enough" and resumed.stopped_by == "StopAsked"
+    # left out of the resumed run, the plugin's request goes with it
+    without = make_trainer(min_epochs=3, epochs=6, save_dir=tmp_path / "without")
+    assert without.fit(*digits(n_train=64), resume=saved).epochs_completed == 6
 
 
 def test_a_malformed_deferred_stop_in_a_checkpoint_is_refused(make_trainer, tmp_path) -> None:
@@ -708,6 +712,7 @@ def test_a_compile_argument_torch_compile_lacks_is_refused_with_the_close_name(m
     [
         ("nope", r"compile \(backend='nope'\): torch.compile refused it: Invalid backend: 'nope'"),
         ({"mode": "fastest"}, r"compile \(mode='fastest'\): torch.compile refused it: Unrecognized mode=fastest"),
+        ({"dynamic": "yes"}, r"compile \(dynamic='yes'\): torch.compile refused it"),  # an assert in torch
     ],
 )
 def test_a_backend_or_mode_torch_does_not_know_fails_the_fit_before_it_starts(make_trainer, value, message) -> None:

@@ -266,18 +266,48 @@ def test_a_resumed_fit_keeps_no_copy_of_the_checkpoint_it_restored(workdir: Path
     assert alive and set(alive) == {0}, "the loaded checkpoint (weights, optimizer state) was freed once restored"
 
 
-def test_a_resume_with_a_changed_model_is_refused_before_anything_is_written(workdir: Path) -> None:
+def test_a_plugin_that_changes_the_model_at_fit_start_still_resumes(workdir: Path) -> None:
+    # Weight norm, adapters: on_fit_start fires before the resume restores the weights, so the
+    # checkpoint's keys are those of the changed model.
+    class WeightNorm(trainhooks.Callback):
+        def on_fit_start(self, trainer):
+            layer = trainer.unwrapped_model[0]
+            if not torch.nn.utils.parametrize.is_parametrized(layer):
+                torch.nn.utils.parametrizations.weight_norm(layer)
+
     run_dir = workdir / "runs" / "exp"
-    python_fit(run_dir, ModelCheckpoint(), epochs=1)
-    before = files_under(run_dir)
+    python_fit(run_dir, ModelCheckpoint(), WeightNorm(), epochs=1)
+    resumed = python_fit(run_dir, ModelCheckpoint(), WeightNorm(), resume="auto", epochs=2)
+    assert len(resumed.history) == 2 and resumed.global_step == 4
+
+
+def test_a_model_with_lazy_modules_resumes(workdir: Path) -> None:
     from mtask import make  # type: ignore[import-not-found]
 
     task = make()
-    wider = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    trainer = Trainer(wider, loss_fn=task.loss_fn, epochs=2, save_dir=run_dir, default_plugins=False, verbose=False)
-    with pytest.raises(CheckpointError, match=r"does not fit this model/optimizer: shape of '0.weight' \(16, 64\)"):
-        trainer.fit(task.train_data, task.val_data, resume=run_dir / "weights" / "last.pt")
-    assert files_under(run_dir) == before
+
+    def lazy() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.LazyLinear(16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+
+    def trainer(model: torch.nn.Module, epochs: int) -> Trainer:
+        return Trainer(
+            model,
+            loss_fn=task.loss_fn,
+            optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+            epochs=epochs,
+            save_dir=workdir / "runs" / "lazy",
+            default_plugins=False,
+            plugins=[ModelCheckpoint()],
+            verbose=False,
+        )
+
+    first = lazy()
+    first(torch.zeros(1, 64))  # materialised before the optimizer sees its parameters
+    trainer(first, 1).fit(task.train_data, task.val_data)
+    resumed = trainer(lazy(), 2)  # uninitialised: load_state_dict gives it the checkpoint's shapes
+    resumed.fit(task.train_data, task.val_data, resume="auto")
+    assert len(resumed.history) == 2
 
 
 KILLED = textwrap.dedent(
