@@ -95,7 +95,7 @@ def _without_dispatch_location(default: Any) -> Any:
     def formatwarning(
         message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
     ) -> str:
-        from trainhooks.dispatch import GENERATED_FILENAME  # imported by then: it issued the call
+        from trainhooks.dispatch import GENERATED_FILENAME  # on the first warning, not at start-up
 
         if str(filename).startswith(GENERATED_FILENAME):
             return f"trainhooks: warning: {message}\n"
